@@ -1,0 +1,97 @@
+"""Between h11 events and our Request/Response values, with no I/O.
+
+The server loop calls these to turn a parsed head into a Request and a Response into the h11
+event plus the body bytes to send; the framing rules (Content-Length, HEAD, 204/304,
+Connection) live here so they can be tested without a socket.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Final
+
+import h11
+
+from .errors import HTTPError
+from .messages import Request, Response
+
+__all__ = ["ErrorPage", "default_error_page", "request_from_head", "response_to_h11"]
+
+ErrorPage = Callable[[Request | None, HTTPError], Response]
+
+# Framing and hop-by-hop headers belong to the server: a handler's copy could contradict the
+# body actually sent, so they are dropped and set again from the facts.
+_SERVER_OWNED: Final = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
+)
+# Statuses that never carry a body (RFC 9110 6.4.1); 204 must not even send Content-Length,
+# and for 304 the length of the unsent representation is not known here.
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def default_error_page(request: Request | None, error: HTTPError) -> Response:
+    """A small HTML page for `error`, carrying its headers."""
+    title = html.escape(f"{error.status} {error.message}")
+    page = (
+        "<!doctype html>\n<html><head><meta charset=utf-8>"
+        f"<title>{title}</title></head>\n<body><h1>{title}</h1></body></html>\n"
+    )
+    response = Response.html(page, error.status)
+    for name, value in error.headers:
+        response = response.with_header(name, value)
+    return response
+
+
+def request_from_head(
+    head: h11.Request, client: tuple[str, int] | None
+) -> tuple[Request, HTTPError | None]:
+    """A body-less Request for a parsed head, and the error if its target was refused.
+
+    The Request is always returned, so error pages can look at the path (the web layer
+    answers JSON under /api/); for a refused target its path is the raw path and the query
+    is empty.
+    """
+    method = head.method.decode("ascii")
+    target = head.target.decode("latin-1")
+    # h11 has already lower-cased the names.
+    headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
+    try:
+        return Request.make(method, target, headers=headers, client=client), None
+    except HTTPError as error:
+        raw = Request(
+            method=method,
+            target=target,
+            path=target.partition("?")[0],
+            headers=headers,
+            client=client,
+        )
+        return raw, error
+
+
+def response_to_h11(
+    response: Response, *, method: str | None, close: bool, server: str, date: str
+) -> tuple[h11.Response, bytes]:
+    """The h11 event and body bytes for `response` to a `method` request.
+
+    Sets Content-Length (the length a GET would get, also for HEAD; none for 204/304), Date,
+    Server and, if `close`, Connection: close. The body is empty for HEAD, 204 and 304.
+    """
+    headers = [
+        (name, value) for name, value in response.headers if name.lower() not in _SERVER_OWNED
+    ]
+    if response.status not in _NO_BODY_STATUSES:
+        headers.append(("Content-Length", str(len(response.body))))
+    headers.append(("Date", date))
+    if server:
+        headers.append(("Server", server))
+    if close:
+        headers.append(("Connection", "close"))
+    body = response.body
+    if method == "HEAD" or response.status in _NO_BODY_STATUSES:
+        body = b""
+    event = h11.Response(
+        status_code=response.status,
+        headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
+    )
+    return event, body

@@ -1,0 +1,71 @@
+"""The database: one `Storage` API over SQLite (embedded default) or MySQL (production)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .database import Database
+from .errors import DuplicateKey, StorageError, StorageUnavailable
+from .mysql import MySQLDatabase, MySQLParams
+from .records import (
+    Attendance,
+    Classroom,
+    Member,
+    Membership,
+    Post,
+    Room,
+    RoomEvent,
+    StateValue,
+    TagCount,
+    User,
+)
+from .sqlite import SQLiteDatabase
+from .store import SCHEMA_VERSION, Storage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Attendance",
+    "Classroom",
+    "DuplicateKey",
+    "Member",
+    "Membership",
+    "MySQLParams",
+    "Post",
+    "Room",
+    "RoomEvent",
+    "StateValue",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "TagCount",
+    "User",
+    "open_storage",
+]
+
+
+def database_for(url: str) -> Database:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite://:memory:` or
+    `mysql://user:pass@host:port/db?pool=N`. Raises ValueError for anything else."""
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        path = path.removeprefix("/") if path != ":memory:" else path
+        if not path:
+            raise ValueError(f"no file in database URL {url!r}")
+        return SQLiteDatabase(path)
+    if url.startswith("mysql://"):
+        return MySQLDatabase(MySQLParams.from_url(url))
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or mysql://...")
+
+
+@asynccontextmanager
+async def open_storage(url: str) -> AsyncIterator[Storage]:
+    """Open the database named by `url` (raises StorageUnavailable if it cannot be reached)
+    and close it on exit. Does not create the schema: see `Storage.init_schema`."""
+    db = database_for(url)
+    await db.open()
+    storage = Storage(db)
+    try:
+        yield storage
+    finally:
+        await storage.aclose()

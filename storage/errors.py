@@ -1,0 +1,15 @@
+"""The errors the storage layer raises; callers never see a driver's own exception."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every storage failure."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or did not answer in time; retrying later may work."""
+
+
+class DuplicateKey(StorageError):
+    """A unique key (or primary key) already holds this value; nothing was written."""

@@ -1,0 +1,223 @@
+"""The production backend: MySQL/MariaDB through trio-mysql, with a bounded connection pool.
+
+Pool rules:
+- at most `size` connections exist; a caller waits up to ACQUIRE_TIMEOUT for one;
+- a connection goes back to the pool only after a statement finished cleanly: one that raised,
+  timed out or was cancelled mid-protocol is closed, because its wire state is unknown;
+- when the server went away (restart, network), every idle connection is dropped too, and the
+  next caller connects afresh: that is the whole of "reconnect";
+- a read that failed on a pooled connection is retried once on a new one (a stale socket after
+  a server restart is the usual cause); a write is never retried, since it may have happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+import attrs
+import trio
+import trio_mysql
+import trio_mysql.err
+
+from .database import QUERY_TIMEOUT, Database, Dialect, Executor, Params, Row, Written
+from .errors import DuplicateKey, StorageError, StorageUnavailable
+
+MYSQL_DIALECT: Final = Dialect(
+    name="mysql", insert_ignore="INSERT IGNORE", for_update=" FOR UPDATE"
+)
+DEFAULT_POOL_SIZE: Final = 10
+ACQUIRE_TIMEOUT: Final = 10.0
+CONNECT_TIMEOUT: Final = 5
+ER_DUP_ENTRY: Final = 1062
+
+
+@attrs.frozen
+class MySQLParams:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    pool_size: int = DEFAULT_POOL_SIZE
+
+    @classmethod
+    def from_url(cls, url: str) -> MySQLParams:
+        """Parse `mysql://user:pass@host:port/db?pool=10`."""
+        parts = urlsplit(url)
+        if parts.scheme != "mysql" or not parts.path.strip("/"):
+            raise ValueError(f"not a mysql://user:pass@host:port/database URL: {url!r}")
+        pool = DEFAULT_POOL_SIZE
+        for item in filter(None, parts.query.split("&")):
+            key, _, value = item.partition("=")
+            if key != "pool" or not value.isdigit() or int(value) < 1:
+                raise ValueError(f"unknown or bad option in database URL: {item!r}")
+            pool = int(value)
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=unquote(parts.path.strip("/")),
+            pool_size=pool,
+        )
+
+
+def _translate(exc: BaseException) -> StorageError:
+    if isinstance(exc, trio_mysql.err.IntegrityError) and exc.args and exc.args[0] == ER_DUP_ENTRY:
+        return DuplicateKey(str(exc.args[1] if len(exc.args) > 1 else exc))
+    if isinstance(exc, trio_mysql.err.IntegrityError | trio_mysql.err.ProgrammingError
+                  | trio_mysql.err.DataError | trio_mysql.err.NotSupportedError):
+        return StorageError(str(exc))
+    return StorageUnavailable(f"database unavailable: {exc}")
+
+
+# What a dead or unreachable server looks like from the driver.
+_CONNECTION_ERRORS: Final = (
+    trio_mysql.err.Error, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+    trio.TooSlowError, EOFError,
+)
+
+
+class _Connection(Executor):
+    dialect = MYSQL_DIALECT
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        """Close the socket now, without the QUIT message.
+
+        trio-mysql's own close() calls a close() that trio's SocketStream does not have, and
+        swallows the error, leaking the socket; so close the underlying socket here."""
+        stream, self.conn._sock = self.conn._sock, None
+        self.conn._closed = True
+        if stream is not None:
+            stream.socket.close()
+
+    async def execute(self, sql: str, params: Params = ()) -> Written:
+        try:
+            with trio.fail_after(QUERY_TIMEOUT), warnings.catch_warnings():
+                # Server notes (e.g. INSERT IGNORE of a duplicate) arrive as Python warnings;
+                # they are expected outcomes here, not errors.
+                warnings.simplefilter("ignore", trio_mysql.err.Warning)
+                async with self.conn.cursor() as cursor:
+                    count = await cursor.execute(sql, tuple(params))
+                    return Written(rowcount=count, lastrowid=cursor.lastrowid)
+        except _CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            with trio.fail_after(QUERY_TIMEOUT):
+                async with self.conn.cursor() as cursor:
+                    await cursor.execute(sql, tuple(params))
+                    return [tuple(row) for row in await cursor.fetchall()]
+        except _CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+
+
+class MySQLDatabase(Database):
+    dialect = MYSQL_DIALECT
+
+    def __init__(self, params: MySQLParams) -> None:
+        self.params = params
+        self._slots = trio.Semaphore(params.pool_size)
+        self._idle: list[_Connection] = []
+        self._closed = False
+
+    async def open(self) -> None:
+        """Check the server answers now, so start-up fails early with a clear message."""
+        await self.fetch_all("SELECT 1")
+
+    async def _connect(self) -> _Connection:
+        p = self.params
+        conn = trio_mysql.connect(
+            host=p.host, port=p.port, user=p.user, password=p.password, database=p.database,
+            autocommit=True, use_unicode=True, charset="utf8mb4",
+            connect_timeout=CONNECT_TIMEOUT,
+        )
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT + 1):
+                await conn.connect()
+        except _CONNECTION_ERRORS as exc:
+            _Connection(conn).close()  # a half-open handshake leaves its socket behind
+            message = f"cannot connect to MySQL at {p.host}:{p.port}: {exc}"
+            raise StorageUnavailable(message) from exc
+        return _Connection(conn)
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    @asynccontextmanager
+    async def _lease(self, *, fresh: bool = False) -> AsyncIterator[_Connection]:
+        if self._closed:
+            raise StorageUnavailable("the database is closed")
+        try:
+            with trio.fail_after(ACQUIRE_TIMEOUT):
+                await self._slots.acquire()
+        except trio.TooSlowError as exc:
+            raise StorageUnavailable("all database connections are busy") from exc
+        try:
+            if fresh:
+                self._drop_idle()
+            connection = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield connection
+            except StorageError as exc:
+                if isinstance(exc, StorageUnavailable):
+                    self._drop_idle()
+                    connection.close()
+                else:
+                    self._idle.append(connection)  # the statement failed, the wire is fine
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            else:
+                self._idle.append(connection)
+        finally:
+            self._slots.release()
+
+    async def execute(self, sql: str, params: Params = ()) -> Written:
+        async with self._lease() as connection:
+            return await connection.execute(sql, params)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            async with self._lease() as connection:
+                return await connection.fetch_all(sql, params)
+        except StorageUnavailable:
+            pass
+        async with self._lease(fresh=True) as connection:
+            return await connection.fetch_all(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        async with self._lease() as connection:
+            await connection.execute("BEGIN")
+            try:
+                yield connection
+            except BaseException:
+                # A failed rollback needs no handling: the server rolls back when the
+                # connection, now unusable, is closed.
+                with trio.CancelScope(shield=True), trio.move_on_after(QUERY_TIMEOUT), \
+                        contextlib.suppress(StorageError):
+                    await connection.execute("ROLLBACK")
+                raise
+            await connection.execute("COMMIT")
+
+    async def run_script(self, statements: Sequence[str]) -> None:
+        async with self._lease() as connection:
+            for statement in statements:
+                await connection.execute(statement)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._drop_idle()

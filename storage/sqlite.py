@@ -1,0 +1,146 @@
+"""The embedded backend: one SQLite file in WAL mode, one connection, calls in a worker thread.
+
+SQLite allows one writer at a time, so one connection behind a lock loses nothing and keeps
+transactions simple: a transaction holds the lock from BEGIN IMMEDIATE to COMMIT. Each call
+runs in `trio.to_thread` so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Final, TypeVar
+
+import trio
+
+from .database import Database, Dialect, Executor, Params, Row, Written
+from .errors import DuplicateKey, StorageError, StorageUnavailable
+
+SQLITE_DIALECT: Final = Dialect(name="sqlite", insert_ignore="INSERT OR IGNORE", for_update="")
+# How long a statement waits for another process holding the write lock before failing.
+BUSY_TIMEOUT_MS: Final = 10_000
+
+T = TypeVar("T")
+
+
+def _adapt_datetime(value: datetime) -> str:
+    return value.isoformat(sep=" ")
+
+
+def _convert_datetime(raw: bytes) -> datetime:
+    return datetime.fromisoformat(raw.decode())
+
+
+# Explicit converters: the implicit datetime adapters of sqlite3 are deprecated since 3.12.
+sqlite3.register_adapter(datetime, _adapt_datetime)
+sqlite3.register_converter("DATETIME", _convert_datetime)
+
+
+def _translate(exc: sqlite3.Error) -> StorageError:
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+        return DuplicateKey(str(exc))
+    if isinstance(exc, sqlite3.OperationalError):
+        return StorageUnavailable(str(exc))
+    return StorageError(str(exc))
+
+
+def _placeholders(sql: str) -> str:
+    # Queries are written once with the MySQL driver's %s; none of them contains a literal %.
+    return sql.replace("%s", "?")
+
+
+class _Bound(Executor):
+    """Runs statements on the connection while the caller holds the lock."""
+
+    dialect = SQLITE_DIALECT
+
+    def __init__(self, owner: SQLiteDatabase) -> None:
+        self._owner = owner
+
+    async def execute(self, sql: str, params: Params = ()) -> Written:
+        return await self._owner._call(_execute, _placeholders(sql), params)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._owner._call(_fetch_all, _placeholders(sql), params)
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> Written:
+    cursor = conn.execute(sql, tuple(params))
+    return Written(rowcount=cursor.rowcount, lastrowid=cursor.lastrowid)
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Params) -> list[Row]:
+    return [tuple(row) for row in conn.execute(sql, tuple(params)).fetchall()]
+
+
+class SQLiteDatabase(Database):
+    dialect = SQLITE_DIALECT
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = trio.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._bound = _Bound(self)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                self._path,
+                detect_types=sqlite3.PARSE_DECLTYPES,
+                check_same_thread=False,
+                isolation_level=None,  # autocommit; transactions are explicit BEGIN/COMMIT
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return conn
+
+        try:
+            self._conn = await trio.to_thread.run_sync(connect)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open {self._path}: {exc}") from exc
+
+    async def _call(self, fn: Callable[[sqlite3.Connection, str, Params], T], sql: str,
+                    params: Params) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StorageUnavailable("the database is closed")
+        try:
+            return await trio.to_thread.run_sync(fn, conn, sql, params)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    async def execute(self, sql: str, params: Params = ()) -> Written:
+        async with self._lock:
+            return await self._bound.execute(sql, params)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._lock:
+            return await self._bound.fetch_all(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        async with self._lock:
+            await self._bound.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._bound
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await self._bound.execute("ROLLBACK")
+                raise
+            with trio.CancelScope(shield=True):
+                await self._bound.execute("COMMIT")
+
+    async def run_script(self, statements: Sequence[str]) -> None:
+        async with self._lock:
+            for statement in statements:
+                await self._bound.execute(statement)
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await trio.to_thread.run_sync(conn.close)

@@ -1,0 +1,516 @@
+"""The one Storage API the rest of the program uses, written once over either backend.
+
+No business rules live here: callers have already checked who may do what and validated
+every value; this module only reads and writes rows, and keeps multi-row writes atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any, Final
+
+from .database import Database, Executor, Row, split_script
+from .errors import StorageError
+from .records import (
+    Attendance,
+    Classroom,
+    Member,
+    Membership,
+    Post,
+    Room,
+    RoomEvent,
+    StateValue,
+    TagCount,
+    User,
+)
+
+SCHEMA_VERSION: Final = 1
+
+_USER_COLUMNS: Final = "u.id, u.username, u.display_name, u.created_at"
+_CLASSROOM_COLUMNS: Final = (
+    "c.id, c.name, c.description, c.join_code, c.instructor_id, i.display_name, c.created_at"
+)
+_ROOM_COLUMNS: Final = (
+    "id, classroom_id, kind, topic, created_by, created_at, ended_at, chat_server, last_seq"
+)
+_EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
+
+
+def _user(row: Row, at: int = 0) -> User:
+    return User(id=row[at], username=row[at + 1], display_name=row[at + 2],
+                created_at=row[at + 3])
+
+
+def _classroom(row: Row, at: int = 0) -> Classroom:
+    return Classroom(*row[at:at + 7])
+
+
+def _room(row: Row) -> Room:
+    return Room(*row)
+
+
+def _event(row: Row) -> RoomEvent:
+    return RoomEvent(*row)
+
+
+def _post(row: Row, tags: tuple[str, ...]) -> Post:
+    return Post(id=row[0], classroom_id=row[1], author_id=row[2], author_name=row[3],
+                title=row[4], body=row[5], tags=tags, created_at=row[6])
+
+
+def _in_list(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+class Storage:
+    """Every read and write the program makes. Raises only `storage.errors` exceptions."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def backend(self) -> str:
+        return self.db.dialect.name
+
+    async def aclose(self) -> None:
+        await self.db.aclose()
+
+    # -- schema --------------------------------------------------------------------------
+
+    async def init_schema(self) -> int:
+        """Create or upgrade the schema; safe to run any number of times, from several
+        processes at once. Returns the schema version now in force."""
+        name = "schema.sql" if self.backend == "mysql" else "schema_sqlite.sql"
+        text = resources.files("storage").joinpath(name).read_text(encoding="utf-8")
+        await self.db.run_script(split_script(text))
+        await self.db.execute(
+            f"{self.db.dialect.insert_ignore} INTO schema_version (id, version) VALUES (1, %s)",
+            (SCHEMA_VERSION,),
+        )
+        # Upgrades from older versions go here, each step guarded by the stored version.
+        return await self.schema_version()
+
+    async def schema_version(self) -> int:
+        """The stored schema version; 0 when the schema was never created."""
+        try:
+            row = await self.db.fetch_one("SELECT version FROM schema_version WHERE id = 1")
+        except StorageError:
+            if not await self.ping():
+                raise
+            return 0
+        return int(row[0]) if row else 0
+
+    async def ping(self) -> bool:
+        await self.db.fetch_all("SELECT 1")
+        return True
+
+    # -- users and sign-in ---------------------------------------------------------------
+
+    async def create_user(self, username: str, display_name: str, password_hash: str,
+                          now: datetime) -> User:
+        """Raises DuplicateKey when the username is taken."""
+        written = await self.db.execute(
+            "INSERT INTO users (username, display_name, password_hash, created_at)"
+            " VALUES (%s, %s, %s, %s)",
+            (username, display_name, password_hash, now),
+        )
+        assert written.lastrowid is not None
+        return User(id=written.lastrowid, username=username, display_name=display_name,
+                    created_at=now)
+
+    async def get_user(self, user_id: int) -> User | None:
+        row = await self.db.fetch_one(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = %s",
+                                      (user_id,))
+        return _user(row) if row else None
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        row = await self.db.fetch_one(
+            f"SELECT {_USER_COLUMNS} FROM users u WHERE u.username = %s", (username,))
+        return _user(row) if row else None
+
+    async def get_password_hash(self, username: str) -> tuple[User, str] | None:
+        row = await self.db.fetch_one(
+            f"SELECT {_USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = %s",
+            (username,))
+        return (_user(row), row[4]) if row else None
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self.db.execute("UPDATE users SET password_hash = %s WHERE id = %s",
+                              (password_hash, user_id))
+
+    async def create_auth_session(self, token_hash: str, user_id: int, now: datetime,
+                                  expires_at: datetime) -> None:
+        await self.db.execute(
+            "INSERT INTO auth_sessions (token_hash, user_id, created_at, expires_at)"
+            " VALUES (%s, %s, %s, %s)",
+            (token_hash, user_id, now, expires_at),
+        )
+
+    async def get_session_user(self, token_hash: str, now: datetime) -> User | None:
+        row = await self.db.fetch_one(
+            f"SELECT {_USER_COLUMNS} FROM auth_sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.token_hash = %s AND s.expires_at > %s",
+            (token_hash, now),
+        )
+        return _user(row) if row else None
+
+    async def delete_auth_session(self, token_hash: str) -> None:
+        await self.db.execute("DELETE FROM auth_sessions WHERE token_hash = %s", (token_hash,))
+
+    async def delete_expired(self, now: datetime, failures_before: datetime) -> None:
+        """Forget expired sign-ins and login failures older than the throttle window."""
+        await self.db.execute("DELETE FROM auth_sessions WHERE expires_at <= %s", (now,))
+        await self.db.execute("DELETE FROM login_failures WHERE failed_at < %s",
+                              (failures_before,))
+
+    async def record_login_failure(self, keys: Sequence[str], now: datetime) -> None:
+        async with self.db.transaction() as tx:
+            for key in keys:
+                await tx.execute(
+                    "INSERT INTO login_failures (throttle_key, failed_at) VALUES (%s, %s)",
+                    (key, now))
+
+    async def count_login_failures(self, key: str, since: datetime) -> int:
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*) FROM login_failures WHERE throttle_key = %s AND failed_at > %s",
+            (key, since))
+        return int(row[0]) if row else 0
+
+    async def clear_login_failures(self, key: str) -> None:
+        await self.db.execute("DELETE FROM login_failures WHERE throttle_key = %s", (key,))
+
+    # -- classes and membership ----------------------------------------------------------
+
+    async def create_classroom(self, name: str, description: str, join_code: str,
+                               instructor: User, now: datetime) -> Classroom:
+        """Creates the class and its instructor's membership together.
+        Raises DuplicateKey when the join code is taken (the caller draws another)."""
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                "INSERT INTO classrooms (name, description, join_code, instructor_id, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (name, description, join_code, instructor.id, now),
+            )
+            assert written.lastrowid is not None
+            await tx.execute(
+                "INSERT INTO memberships (classroom_id, user_id, role, joined_at)"
+                " VALUES (%s, %s, 'instructor', %s)",
+                (written.lastrowid, instructor.id, now),
+            )
+        return Classroom(id=written.lastrowid, name=name, description=description,
+                         join_code=join_code, instructor_id=instructor.id,
+                         instructor_name=instructor.display_name, created_at=now)
+
+    async def _classroom_where(self, where: str, value: Any) -> Classroom | None:
+        row = await self.db.fetch_one(
+            f"SELECT {_CLASSROOM_COLUMNS} FROM classrooms c"
+            f" JOIN users i ON i.id = c.instructor_id WHERE {where} = %s",
+            (value,),
+        )
+        return _classroom(row) if row else None
+
+    async def get_classroom(self, classroom_id: int) -> Classroom | None:
+        return await self._classroom_where("c.id", classroom_id)
+
+    async def get_classroom_by_code(self, join_code: str) -> Classroom | None:
+        return await self._classroom_where("c.join_code", join_code)
+
+    async def get_role(self, classroom_id: int, user_id: int) -> str | None:
+        row = await self.db.fetch_one(
+            "SELECT role FROM memberships WHERE classroom_id = %s AND user_id = %s",
+            (classroom_id, user_id))
+        return str(row[0]) if row else None
+
+    async def add_member(self, classroom_id: int, user_id: int, role: str,
+                         now: datetime) -> bool:
+        """Returns False (and changes nothing) when the user is already a member."""
+        written = await self.db.execute(
+            f"{self.db.dialect.insert_ignore} INTO memberships"
+            " (classroom_id, user_id, role, joined_at) VALUES (%s, %s, %s, %s)",
+            (classroom_id, user_id, role, now),
+        )
+        return written.rowcount == 1
+
+    async def list_memberships(self, user_id: int) -> list[Membership]:
+        rows = await self.db.fetch_all(
+            f"SELECT {_CLASSROOM_COLUMNS}, m.role, m.joined_at FROM memberships m"
+            " JOIN classrooms c ON c.id = m.classroom_id"
+            " JOIN users i ON i.id = c.instructor_id"
+            " WHERE m.user_id = %s ORDER BY c.id DESC",
+            (user_id,),
+        )
+        return [Membership(classroom=_classroom(r), role=r[7], joined_at=r[8]) for r in rows]
+
+    async def list_members(self, classroom_id: int) -> list[Member]:
+        """Instructor first, then students in the order they joined."""
+        rows = await self.db.fetch_all(
+            f"SELECT {_USER_COLUMNS}, m.role, m.joined_at FROM memberships m"
+            " JOIN users u ON u.id = m.user_id WHERE m.classroom_id = %s"
+            " ORDER BY CASE m.role WHEN 'instructor' THEN 0 ELSE 1 END, m.joined_at, u.id",
+            (classroom_id,),
+        )
+        return [Member(user=_user(r), role=r[4], joined_at=r[5]) for r in rows]
+
+    # -- posts and tags ------------------------------------------------------------------
+
+    async def create_post(self, classroom_id: int, author: User, title: str, body: str,
+                          tags: Sequence[str], now: datetime) -> Post:
+        """Tags are stored as given (the caller normalizes them); new ones are created."""
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                "INSERT INTO posts (classroom_id, author_id, title, body, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (classroom_id, author.id, title, body, now),
+            )
+            post_id = written.lastrowid
+            assert post_id is not None
+            for tag in tags:
+                await tx.execute(
+                    f"{tx.dialect.insert_ignore} INTO tags (classroom_id, name) VALUES (%s, %s)",
+                    (classroom_id, tag))
+                await tx.execute(
+                    f"{tx.dialect.insert_ignore} INTO post_tags (post_id, tag_id)"
+                    " SELECT %s, id FROM tags WHERE classroom_id = %s AND name = %s",
+                    (post_id, classroom_id, tag))
+        return Post(id=post_id, classroom_id=classroom_id, author_id=author.id,
+                    author_name=author.display_name, title=title, body=body,
+                    tags=tuple(tags), created_at=now)
+
+    async def list_posts(self, classroom_id: int, *, tag: str | None = None,
+                         before_id: int | None = None, limit: int = 50) -> list[Post]:
+        """Newest first; `before_id` pages further back."""
+        where = ["p.classroom_id = %s"]
+        params: list[Any] = [classroom_id]
+        if tag is not None:
+            where.append("p.id IN (SELECT pt.post_id FROM post_tags pt JOIN tags t"
+                         " ON t.id = pt.tag_id WHERE t.classroom_id = %s AND t.name = %s)")
+            params += [classroom_id, tag]
+        if before_id is not None:
+            where.append("p.id < %s")
+            params.append(before_id)
+        rows = await self.db.fetch_all(
+            "SELECT p.id, p.classroom_id, p.author_id, u.display_name, p.title, p.body,"
+            " p.created_at FROM posts p JOIN users u ON u.id = p.author_id"
+            f" WHERE {' AND '.join(where)} ORDER BY p.id DESC LIMIT %s",
+            (*params, limit),
+        )
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        tag_rows = await self.db.fetch_all(
+            "SELECT pt.post_id, t.name FROM post_tags pt JOIN tags t ON t.id = pt.tag_id"
+            f" WHERE pt.post_id IN ({_in_list(ids)}) ORDER BY t.name",
+            ids,
+        )
+        tags: dict[int, list[str]] = {}
+        for post_id, name in tag_rows:
+            tags.setdefault(post_id, []).append(name)
+        return [_post(r, tuple(tags.get(r[0], ()))) for r in rows]
+
+    async def list_tags(self, classroom_id: int) -> list[TagCount]:
+        rows = await self.db.fetch_all(
+            "SELECT t.name, COUNT(pt.post_id) FROM tags t"
+            " LEFT JOIN post_tags pt ON pt.tag_id = t.id"
+            " WHERE t.classroom_id = %s GROUP BY t.id, t.name ORDER BY t.name",
+            (classroom_id,),
+        )
+        return [TagCount(name=r[0], posts=int(r[1])) for r in rows]
+
+    # -- rooms: live sessions and discussions --------------------------------------------
+
+    async def create_room(self, classroom_id: int, kind: str, topic: str, created_by: int,
+                          now: datetime) -> Room:
+        written = await self.db.execute(
+            "INSERT INTO rooms (classroom_id, kind, topic, created_by, created_at, last_seq)"
+            " VALUES (%s, %s, %s, %s, %s, 0)",
+            (classroom_id, kind, topic, created_by, now),
+        )
+        assert written.lastrowid is not None
+        return Room(id=written.lastrowid, classroom_id=classroom_id, kind=kind, topic=topic,
+                    created_by=created_by, created_at=now, ended_at=None, chat_server=None,
+                    last_seq=0)
+
+    async def get_room(self, room_id: int) -> Room | None:
+        row = await self.db.fetch_one(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = %s",
+                                      (room_id,))
+        return _room(row) if row else None
+
+    async def list_rooms(self, classroom_id: int, kind: str | None = None) -> list[Room]:
+        """Newest first."""
+        sql = f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE classroom_id = %s"
+        params: list[Any] = [classroom_id]
+        if kind is not None:
+            sql += " AND kind = %s"
+            params.append(kind)
+        rows = await self.db.fetch_all(sql + " ORDER BY id DESC", params)
+        return [_room(r) for r in rows]
+
+    async def end_room(self, room_id: int, now: datetime) -> bool:
+        """Ends the room and closes every open attendance record at `now`.
+        Returns False when it had already ended."""
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                "UPDATE rooms SET ended_at = %s WHERE id = %s AND ended_at IS NULL",
+                (now, room_id))
+            if written.rowcount != 1:
+                return False
+            rows = await tx.fetch_all(
+                "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
+                + tx.dialect.for_update, (room_id,))
+            for (user_id,) in rows:
+                await self._leave(tx, room_id, user_id, now, close_all=True)
+        return True
+
+    async def claim_room(self, room_id: int, server: str, *, replacing: str | None) -> bool:
+        """Record that `server` hosts the room, if it is hosted by `replacing` (None: nobody).
+        Returns whether the claim took (compare-and-set, so two servers cannot both win)."""
+        if replacing is None:
+            written = await self.db.execute(
+                "UPDATE rooms SET chat_server = %s WHERE id = %s AND chat_server IS NULL",
+                (server, room_id))
+        else:
+            written = await self.db.execute(
+                "UPDATE rooms SET chat_server = %s WHERE id = %s AND chat_server = %s",
+                (server, room_id, replacing))
+        return written.rowcount == 1
+
+    async def append_event(self, room_id: int, event: str, sender_id: int,
+                           recipient_id: int | None, data: str, now: datetime) -> RoomEvent:
+        """Store one event under the room's next seq."""
+        async with self.db.transaction() as tx:
+            # The row lock taken by this UPDATE orders concurrent appends to one room.
+            await tx.execute("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = %s",
+                             (room_id,))
+            row = await tx.fetch_one("SELECT last_seq FROM rooms WHERE id = %s", (room_id,))
+            if row is None:
+                raise StorageError(f"no room {room_id}")
+            seq = int(row[0])
+            await tx.execute(
+                f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (room_id, seq, event, sender_id, recipient_id, data, now),
+            )
+        return RoomEvent(room_id=room_id, seq=seq, event=event, sender_id=sender_id,
+                         recipient_id=recipient_id, data=data, created_at=now)
+
+    async def list_events(self, room_id: int, viewer_id: int, *, after: int = 0,
+                          limit: int = 1000, instructor_id: int | None = None,
+                          between: tuple[int, int] | None = None) -> list[RoomEvent]:
+        """Events after seq `after` that `viewer_id` may see, oldest first: public ones and
+        private ones they sent or received. `between` keeps only the private conversation of
+        two users."""
+        if between is not None:
+            a, b = between
+            where = ("((sender_id = %s AND recipient_id = %s)"
+                     " OR (sender_id = %s AND recipient_id = %s))")
+            params: list[Any] = [a, b, b, a]
+        else:
+            where = "(recipient_id IS NULL OR recipient_id = %s OR sender_id = %s)"
+            params = [viewer_id, viewer_id]
+        rows = await self.db.fetch_all(
+            f"SELECT {_EVENT_COLUMNS} FROM room_events"
+            f" WHERE room_id = %s AND seq > %s AND {where} ORDER BY seq LIMIT %s",
+            (room_id, after, *params, limit),
+        )
+        return [_event(r) for r in rows]
+
+    async def ban_from_room(self, room_id: int, user_id: int, now: datetime) -> None:
+        await self.db.execute(
+            f"{self.db.dialect.insert_ignore} INTO room_bans (room_id, user_id, banned_at)"
+            " VALUES (%s, %s, %s)", (room_id, user_id, now))
+
+    async def is_banned(self, room_id: int, user_id: int) -> bool:
+        row = await self.db.fetch_one(
+            "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (room_id, user_id))
+        return row is not None
+
+    # -- attendance ----------------------------------------------------------------------
+
+    async def attendance_join(self, room_id: int, user_id: int, now: datetime) -> None:
+        """One more open connection of this user to the room."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                f"{tx.dialect.insert_ignore} INTO attendance (room_id, user_id, first_join,"
+                " last_join, last_leave, seconds_connected, open_connections)"
+                " VALUES (%s, %s, %s, %s, NULL, 0, 0)",
+                (room_id, user_id, now, now))
+            # last_join is assigned before open_connections changes: MySQL applies SET
+            # clauses left to right, SQLite all at once; in this order both agree.
+            await tx.execute(
+                "UPDATE attendance SET"
+                " last_join = CASE WHEN open_connections = 0 THEN %s ELSE last_join END,"
+                " open_connections = open_connections + 1"
+                " WHERE room_id = %s AND user_id = %s",
+                (now, room_id, user_id))
+
+    async def attendance_leave(self, room_id: int, user_id: int, now: datetime) -> None:
+        """One open connection fewer; the time connected grows when the last one closes."""
+        async with self.db.transaction() as tx:
+            await self._leave(tx, room_id, user_id, now, close_all=False)
+
+    async def _leave(self, tx: Executor, room_id: int, user_id: int, now: datetime, *,
+                     close_all: bool) -> None:
+        row = await tx.fetch_one(
+            "SELECT last_join, open_connections FROM attendance"
+            " WHERE room_id = %s AND user_id = %s" + tx.dialect.for_update,
+            (room_id, user_id))
+        if row is None or row[1] <= 0:
+            return
+        last_join, open_connections = row
+        remaining = 0 if close_all else open_connections - 1
+        if remaining == 0:
+            await tx.execute(
+                "UPDATE attendance SET open_connections = 0, last_leave = %s,"
+                " seconds_connected = seconds_connected + %s"
+                " WHERE room_id = %s AND user_id = %s",
+                (now, max(0.0, (now - last_join).total_seconds()), room_id, user_id))
+        else:
+            await tx.execute(
+                "UPDATE attendance SET open_connections = %s WHERE room_id = %s AND user_id = %s",
+                (remaining, room_id, user_id))
+
+    async def reset_open_connections(self, rooms: Sequence[int], now: datetime) -> None:
+        """After a chat server restarts, its rooms' connections are all gone."""
+        for room_id in rooms:
+            async with self.db.transaction() as tx:
+                rows = await tx.fetch_all(
+                    "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
+                    + tx.dialect.for_update, (room_id,))
+                for (user_id,) in rows:
+                    await self._leave(tx, room_id, user_id, now, close_all=True)
+
+    async def list_attendance(self, room_id: int) -> list[Attendance]:
+        rows = await self.db.fetch_all(
+            f"SELECT a.room_id, {_USER_COLUMNS}, a.first_join, a.last_join, a.last_leave,"
+            " a.seconds_connected, a.open_connections FROM attendance a"
+            " JOIN users u ON u.id = a.user_id WHERE a.room_id = %s ORDER BY a.first_join, u.id",
+            (room_id,),
+        )
+        return [Attendance(room_id=r[0], user=_user(r, 1), first_join=r[5], last_join=r[6],
+                           last_leave=r[7], seconds_connected=float(r[8]),
+                           open_connections=int(r[9])) for r in rows]
+
+    # -- room state (steps, settings, statuses) ------------------------------------------
+
+    async def set_state(self, room_id: int, user_id: int, name: str, value: str,
+                        now: datetime) -> None:
+        """Replace one value (user 0: the room's own)."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM room_state WHERE room_id = %s AND name = %s AND user_id = %s",
+                (room_id, name, user_id))
+            await tx.execute(
+                "INSERT INTO room_state (room_id, user_id, name, value, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s)", (room_id, user_id, name, value, now))
+
+    async def clear_state(self, room_id: int, name: str) -> None:
+        """Forget a value for every user of the room."""
+        await self.db.execute("DELETE FROM room_state WHERE room_id = %s AND name = %s",
+                              (room_id, name))
+
+    async def list_state(self, room_id: int, name: str) -> list[StateValue]:
+        rows = await self.db.fetch_all(
+            "SELECT room_id, user_id, name, value, updated_at FROM room_state"
+            " WHERE room_id = %s AND name = %s ORDER BY user_id", (room_id, name))
+        return [StateValue(*r) for r in rows]
