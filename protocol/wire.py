@@ -55,7 +55,9 @@ def request_from_head(
     method = head.method.decode("ascii")
     target = head.target.decode("latin-1")
     # h11 has already lower-cased the names.
-    headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
+    headers = tuple(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers
+    )
     try:
         return Request.make(method, target, headers=headers, client=client), None
     except HTTPError as error:

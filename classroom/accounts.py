@@ -1,0 +1,133 @@
+"""Accounts and sign-in: sign-up, login with throttling, session tokens.
+
+- Passwords are hashed with argon2id in a worker thread (hashing is ~20 ms of CPU that must not
+  stall the event loop); a bounded limiter keeps a login storm from queueing unbounded threads.
+- Unknown user and wrong password answer the same, and take the same time (a dummy hash is
+  checked for unknown users).
+- A session token is 256 random bits handed to the client once; only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Final
+
+import argon2
+import attrs
+import trio
+
+from storage import DuplicateKey, Storage, User
+
+from . import limits
+from .clock import Clock, utcnow
+from .errors import Conflict, Invalid, Throttled, Unauthenticated, translate_storage_errors
+
+SESSION_LIFETIME: Final = timedelta(days=14)
+FAILURE_WINDOW: Final = timedelta(minutes=15)
+# Failures allowed in the window, per account and per client address, before refusing.
+MAX_FAILURES_PER_ACCOUNT: Final = 5
+MAX_FAILURES_PER_ADDRESS: Final = 30
+LOGIN_FAILED: Final = "wrong username or password"
+# OWASP's argon2id minimum (19 MiB, 2 passes): ~20 ms here.
+_HASHER: Final = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_HASH_THREADS: Final = trio.CapacityLimiter(4)
+_DUMMY_HASH: Final = _HASHER.hash("not a password of anybody")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _hash(password: str) -> str:
+    return await trio.to_thread.run_sync(_HASHER.hash, password, limiter=_HASH_THREADS)
+
+
+async def _verify(password_hash: str, password: str) -> bool:
+    def verify() -> bool:
+        try:
+            return _HASHER.verify(password_hash, password)
+        except argon2.exceptions.VerificationError:
+            return False
+        except argon2.exceptions.InvalidHashError:
+            return False
+
+    return await trio.to_thread.run_sync(verify, limiter=_HASH_THREADS)
+
+
+@attrs.frozen
+class SignedIn:
+    user: User
+    token: str  # give to the client; never stored
+
+
+class Accounts:
+    def __init__(self, storage: Storage, *, clock: Clock = utcnow) -> None:
+        self._storage = storage
+        self._now = clock
+
+    @translate_storage_errors
+    async def sign_up(self, username: str, display_name: str, password: str,
+                      confirm: str | None = None) -> SignedIn:
+        """Create an account and sign it in. Conflict when the username is taken."""
+        name = limits.username(username)
+        shown = limits.display_name(display_name)
+        limits.password(password)
+        if confirm is not None and confirm != password:
+            raise Invalid("the two passwords differ")
+        taken = Conflict(f"the username {name!r} is taken")
+        if await self._storage.get_user_by_username(name) is not None:
+            raise taken
+        try:
+            user = await self._storage.create_user(name, shown, await _hash(password),
+                                                   self._now())
+        except DuplicateKey as exc:  # signed up by someone else meanwhile
+            raise taken from exc
+        return await self._start_session(user)
+
+    @translate_storage_errors
+    async def log_in(self, username: str, password: str, *, address: str) -> SignedIn:
+        """Unauthenticated(LOGIN_FAILED) for an unknown user or a wrong password alike;
+        Throttled after too many recent failures for the account or the address."""
+        name = username.strip().lower()[: limits.USERNAME_MAX + 1]
+        keys = (f"user:{name}", f"addr:{address}")
+        since = self._now() - FAILURE_WINDOW
+        for key, most in zip(keys, (MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS),
+                             strict=True):
+            if await self._storage.count_login_failures(key, since) >= most:
+                minutes = int(FAILURE_WINDOW.total_seconds() // 60)
+                raise Throttled(f"too many failed logins; try again in {minutes} minutes",
+                                retry_after=int(FAILURE_WINDOW.total_seconds()))
+        found = await self._storage.get_password_hash(name) if name else None
+        password = password[: limits.PASSWORD_MAX + 1]
+        ok = await _verify(found[1] if found else _DUMMY_HASH, password) and found is not None
+        if not ok or found is None:
+            await self._storage.record_login_failure(keys, self._now())
+            raise Unauthenticated(LOGIN_FAILED)
+        await self._storage.clear_login_failures(keys[0])
+        return await self._start_session(found[0])
+
+    async def _start_session(self, user: User) -> SignedIn:
+        token = secrets.token_urlsafe(32)
+        now = self._now()
+        await self._storage.create_auth_session(hash_token(token), user.id, now,
+                                                now + SESSION_LIFETIME)
+        return SignedIn(user=user, token=token)
+
+    @translate_storage_errors
+    async def user_for_token(self, token: str | None) -> User | None:
+        """The signed-in user of a session token, or None (missing, unknown, expired)."""
+        if not token or len(token) > 128:
+            return None
+        return await self._storage.get_session_user(hash_token(token), self._now())
+
+    @translate_storage_errors
+    async def log_out(self, token: str | None) -> None:
+        if token and len(token) <= 128:
+            await self._storage.delete_auth_session(hash_token(token))
+
+    @translate_storage_errors
+    async def forget_expired(self) -> None:
+        now = self._now()
+        await self._storage.delete_expired(now, now - FAILURE_WINDOW)

@@ -1,0 +1,79 @@
+"""Classes and membership: create, join by code, list, roster."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+from storage import Classroom, DuplicateKey, Member, Membership, Storage, User
+
+from . import limits
+from .clock import Clock, utcnow
+from .errors import NotFound, Unavailable, translate_storage_errors
+from .rules import Action, Role, check
+
+# No 0/O, 1/I/L look-alikes: 31 symbols, so 10 of them carry ~49.5 bits (>= 40 required).
+JOIN_CODE_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+_CODE_ATTEMPTS: Final = 5
+
+
+def new_join_code() -> str:
+    return "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(limits.JOIN_CODE_LENGTH))
+
+
+class Classes:
+    def __init__(self, storage: Storage, *, clock: Clock = utcnow) -> None:
+        self._storage = storage
+        self._now = clock
+
+    async def role_of(self, user: User, classroom_id: int) -> Role | None:
+        role = await self._storage.get_role(classroom_id, user.id)
+        return Role(role) if role else None
+
+    @translate_storage_errors
+    async def authorize(self, user: User, classroom_id: int, action: Action) -> Role:
+        """The user's role in the class if it may do `action` (see rules.py), else
+        NotFound / Forbidden."""
+        return check(await self.role_of(user, classroom_id), action)
+
+    @translate_storage_errors
+    async def create(self, instructor: User, name: str, description: str = "") -> Classroom:
+        clean_name = limits.class_name(name)
+        clean_description = limits.class_description(description)
+        for _ in range(_CODE_ATTEMPTS):
+            try:
+                return await self._storage.create_classroom(
+                    clean_name, clean_description, new_join_code(), instructor, self._now())
+            except DuplicateKey:
+                continue  # ~1e-15 per class at today's sizes, but never fail on it
+        raise Unavailable("could not find a free class code; try again")
+
+    @translate_storage_errors
+    async def join(self, student: User, code: str) -> tuple[Classroom, Role]:
+        """Join by code as a student; joining a class one is already in changes nothing and
+        returns the existing role. NotFound for a code that matches no class."""
+        classroom = await self._storage.get_classroom_by_code(limits.join_code(code))
+        if classroom is None:
+            raise NotFound("no class has that code; check it with your instructor")
+        if not await self._storage.add_member(classroom.id, student.id, Role.STUDENT,
+                                              self._now()):
+            role = await self.role_of(student, classroom.id)
+            return classroom, role or Role.STUDENT
+        return classroom, Role.STUDENT
+
+    @translate_storage_errors
+    async def get(self, user: User, classroom_id: int) -> tuple[Classroom, Role]:
+        role = await self.authorize(user, classroom_id, Action.VIEW_CLASS)
+        classroom = await self._storage.get_classroom(classroom_id)
+        if classroom is None:
+            raise NotFound("no such class")
+        return classroom, role
+
+    @translate_storage_errors
+    async def mine(self, user: User) -> list[Membership]:
+        return await self._storage.list_memberships(user.id)
+
+    @translate_storage_errors
+    async def roster(self, user: User, classroom_id: int) -> list[Member]:
+        await self.authorize(user, classroom_id, Action.VIEW_ROSTER)
+        return await self._storage.list_members(classroom_id)

@@ -1,0 +1,104 @@
+"""The `classroom` command: serve, init-db, chat."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from .config import DEFAULT_CHAT, DEFAULT_DB, DEFAULT_HTTP, Config, parse_address
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="classroom", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP and chat servers")
+    serve.add_argument("--http", metavar="HOST:PORT",
+                       help=f"HTTP listener (default {DEFAULT_HTTP}; env CLASSROOM_HTTP)")
+    serve.add_argument("--chat", metavar="HOST:PORT",
+                       help=f"WebSocket listener (default {DEFAULT_CHAT}; env CLASSROOM_CHAT)")
+    serve.add_argument("--no-http", action="store_true", help="chat server only")
+    serve.add_argument("--no-chat", action="store_true", help="app server only")
+    serve.add_argument("--chat-url", metavar="URL",
+                       help="where browsers reach the chat server, e.g. ws://chat.example:8001/ws"
+                            " (env CLASSROOM_CHAT_URL)")
+    serve.add_argument("--site-url", metavar="URL",
+                       help="the site's origin WebSocket clients must come from"
+                            " (env CLASSROOM_SITE_URL)")
+    serve.add_argument("--secure-cookies", action="store_true", default=None,
+                       help="mark cookies Secure (behind https; env CLASSROOM_SECURE_COOKIES)")
+    serve.add_argument("--server-name", help="this chat server's name in the database")
+    _db_option(serve)
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    init = commands.add_parser("init-db", help="create or upgrade the schema (idempotent)")
+    _db_option(init)
+
+    chat = commands.add_parser("chat", help="terminal client for live sessions")
+    chat.add_argument("--server", default=f"http://{DEFAULT_HTTP}",
+                      help="the app server's URL (default http://127.0.0.1:8000)")
+    chat.add_argument("--user", help="username (asked when missing)")
+    return parser
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL",
+                        help=f"sqlite:///FILE or mysql://user:pass@host:port/db"
+                             f" (default {DEFAULT_DB}; env CLASSROOM_DB)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "chat":
+        from chat.terminal import run_terminal_client  # start-up code may import chat/
+
+        return run_terminal_client(args.server, args.user)
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"classroom: {exc}", file=sys.stderr)
+        return 2
+    from . import startup
+
+    if args.command == "init-db":
+        version = trio.run(startup.init_db, config)
+        print(f"classroom: schema version {version} ready in {config.db_url.split('@')[-1]}")
+        return 0
+    try:
+        trio.run(startup.serve, config)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, object] = {"db_url": args.db}
+    if args.command == "serve":
+        overrides.update(
+            http=None if args.http is None else parse_address(args.http),
+            chat=None if args.chat is None else parse_address(args.chat),
+            chat_url=args.chat_url, site_url=args.site_url,
+            secure_cookies=args.secure_cookies, server_name=args.server_name,
+        )
+    config = Config.from_env(**overrides)
+    if args.command == "serve":
+        if args.no_http and args.no_chat:
+            raise ValueError("--no-http and --no-chat together leave nothing to run")
+        if args.no_http:
+            config = attrs.evolve(config, http=None)
+        if args.no_chat:
+            config = attrs.evolve(config, chat=None)
+    return config
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

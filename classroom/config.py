@@ -1,0 +1,65 @@
+"""Process configuration: command-line flags over environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final
+
+import attrs
+
+DEFAULT_DB: Final = "sqlite:///classroom.db"
+DEFAULT_HTTP: Final = "127.0.0.1:8000"
+DEFAULT_CHAT: Final = "127.0.0.1:8001"
+
+# Environment variables, each the twin of a `classroom serve` flag.
+ENV_DB: Final = "CLASSROOM_DB"
+ENV_HTTP: Final = "CLASSROOM_HTTP"
+ENV_CHAT: Final = "CLASSROOM_CHAT"
+ENV_CHAT_URL: Final = "CLASSROOM_CHAT_URL"
+ENV_SITE_URL: Final = "CLASSROOM_SITE_URL"
+ENV_SECURE_COOKIES: Final = "CLASSROOM_SECURE_COOKIES"
+ENV_SERVER_NAME: Final = "CLASSROOM_SERVER_NAME"
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:8000`); port 0 picks a free port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@attrs.frozen
+class Config:
+    db_url: str = DEFAULT_DB
+    http: tuple[str, int] | None = parse_address(DEFAULT_HTTP)
+    chat: tuple[str, int] | None = parse_address(DEFAULT_CHAT)
+    # Where browsers reach the chat server (ws://host:port/ws); None: the chat listener itself.
+    chat_url: str | None = None
+    # The site's own origin (scheme://host:port) that WebSocket Origin headers must match;
+    # None: the HTTP listener's own address (plus localhost/127.0.0.1 spellings of it).
+    site_url: str | None = None
+    secure_cookies: bool = False
+    # Names this process in rooms.chat_server; default: the chat address.
+    server_name: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: object) -> Config:
+        values: dict[str, object] = {}
+        if ENV_DB in env:
+            values["db_url"] = env[ENV_DB]
+        if ENV_HTTP in env:
+            values["http"] = parse_address(env[ENV_HTTP])
+        if ENV_CHAT in env:
+            values["chat"] = parse_address(env[ENV_CHAT])
+        if ENV_CHAT_URL in env:
+            values["chat_url"] = env[ENV_CHAT_URL]
+        if ENV_SITE_URL in env:
+            values["site_url"] = env[ENV_SITE_URL].rstrip("/")
+        if ENV_SECURE_COOKIES in env:
+            values["secure_cookies"] = env[ENV_SECURE_COOKIES].lower() in {"1", "true", "yes"}
+        if ENV_SERVER_NAME in env:
+            values["server_name"] = env[ENV_SERVER_NAME]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

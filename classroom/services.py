@@ -1,0 +1,30 @@
+"""The domain as one value handed to `web/` and `chat/` at start-up."""
+
+from __future__ import annotations
+
+import attrs
+
+from storage import Storage
+
+from .accounts import Accounts
+from .classes import Classes
+from .clock import Clock, utcnow
+from .posts import Posts
+
+
+@attrs.frozen
+class Services:
+    storage: Storage
+    accounts: Accounts
+    classes: Classes
+    posts: Posts
+
+    @classmethod
+    def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
+        classes = Classes(storage, clock=clock)
+        return cls(
+            storage=storage,
+            accounts=Accounts(storage, clock=clock),
+            classes=classes,
+            posts=Posts(storage, classes, clock=clock),
+        )
