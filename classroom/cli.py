@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "chat":
         from chat.terminal import run_terminal_client  # start-up code may import chat/
 
-        return run_terminal_client(args.server, args.user)
+        return int(run_terminal_client(args.server, args.user))
     try:
         config = _config(args)
     except ValueError as exc:
@@ -73,10 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         version = trio.run(startup.init_db, config)
         print(f"classroom: schema version {version} ready in {config.db_url.split('@')[-1]}")
         return 0
-    try:
-        trio.run(startup.serve, config)
-    except KeyboardInterrupt:
-        pass
+    trio.run(startup.serve, config)
     return 0
 
 
@@ -89,7 +87,7 @@ def _config(args: argparse.Namespace) -> Config:
             chat_url=args.chat_url, site_url=args.site_url,
             secure_cookies=args.secure_cookies, server_name=args.server_name,
         )
-    config = Config.from_env(**overrides)
+    config = Config.from_env(os.environ, **overrides)
     if args.command == "serve":
         if args.no_http and args.no_chat:
             raise ValueError("--no-http and --no-chat together leave nothing to run")

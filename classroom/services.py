@@ -10,6 +10,7 @@ from .accounts import Accounts
 from .classes import Classes
 from .clock import Clock, utcnow
 from .posts import Posts
+from .rooms import Rooms
 
 
 @attrs.frozen
@@ -18,6 +19,7 @@ class Services:
     accounts: Accounts
     classes: Classes
     posts: Posts
+    rooms: Rooms
 
     @classmethod
     def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
@@ -27,4 +29,5 @@ class Services:
             accounts=Accounts(storage, clock=clock),
             classes=classes,
             posts=Posts(storage, classes, clock=clock),
+            rooms=Rooms(storage, classes, clock=clock),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -20,7 +21,6 @@ from .config import Config
 from .services import Services
 
 log = logging.getLogger("classroom")
-# A second signal during the grace period stops at once.
 SHUTDOWN_GRACE: Final = 5.0
 
 
@@ -38,63 +38,68 @@ def _origins(host: str, port: int) -> set[str]:
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run until SIGINT/SIGTERM (or cancellation). `task_status.started` gets a dict with the
     bound `http` and `chat` ports (None for a listener that is off)."""
-    # Start-up code is the one place allowed to import web/ and chat/.
-    from chat import ChatServer
-    from protocol import HTTPServer
-    from web import Site
-
     try:
         async with open_storage(config.db_url) as storage:
             version = await storage.init_schema()
             log.info("database %s ready (schema version %s)", storage.backend, version)
             services = Services.build(storage)
-            async with trio.open_nursery() as nursery:
-                ports: dict[str, int | None] = {"http": None, "chat": None}
-                chat_server = None
-                chat_url = config.chat_url
-                if config.chat is not None:
-                    host, port = config.chat
-                    chat_server = ChatServer(services, server_name=config.server_name)
-                    ports["chat"] = await nursery.start(chat_server.serve, host, port)
-                    chat_url = chat_url or f"ws://{_url_host(host)}:{ports['chat']}/ws"
-                    print(f"classroom: chat on {chat_url}", flush=True)
-                http_server = None
-                if config.http is not None:
-                    host, port = config.http
-                    site = Site(services, chat_url=chat_url,
-                                secure_cookies=config.secure_cookies)
-                    http_server = HTTPServer(site.handler, error_page=site.error_page)
-                    ports["http"] = await nursery.start(http_server.serve, host, port)
-                    print(f"classroom: HTTP on http://{_url_host(host)}:{ports['http']}/",
-                          flush=True)
-                if chat_server is not None:
-                    if config.site_url:
-                        chat_server.allowed_origins.add(config.site_url)
-                    elif config.http is not None:
-                        chat_server.allowed_origins.update(_origins(config.http[0],
-                                                                    ports["http"] or 0))
-                task_status.started(ports)
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        log.info("signal %s: shutting down", signal.Signals(signum).name)
-                        break
-                print("classroom: shutting down", flush=True)
-                if chat_server is not None:
-                    chat_server.begin_shutdown()
-                if http_server is not None:
-                    http_server.begin_shutdown()
-                with trio.move_on_after(SHUTDOWN_GRACE + 1):
-                    await _wait_quiet(nursery)
-                nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as supervisor:
+                async with trio.open_nursery() as listeners:
+                    ports, stoppers = await _start_listeners(config, services, listeners)
+                    supervisor.start_soon(_stop_on_signal, stoppers, listeners.cancel_scope)
+                    task_status.started(ports)
+                # Every listener has returned: nothing left to supervise.
+                supervisor.cancel_scope.cancel()
     except StorageUnavailable as exc:
         print(f"classroom: cannot open the database: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from exc
 
 
-async def _wait_quiet(nursery: trio.Nursery) -> None:
-    """Wait until the listeners' tasks have all returned after begin_shutdown."""
-    while nursery.child_tasks:
-        await trio.sleep(0.05)
+async def _start_listeners(config: Config, services: Services, nursery: trio.Nursery
+                           ) -> tuple[dict[str, int | None], list[Callable[[], None]]]:
+    # Start-up code is the one place allowed to import web/ and chat/.
+    from chat import ChatServer
+    from protocol import HTTPServer
+    from web import Site
+
+    ports: dict[str, int | None] = {"http": None, "chat": None}
+    stoppers: list[Callable[[], None]] = []
+    chat_server = None
+    chat_url = config.chat_url
+    if config.chat is not None:
+        host, port = config.chat
+        chat_server = ChatServer(services, server_name=config.server_name)
+        ports["chat"] = await nursery.start(chat_server.serve, host, port)
+        chat_url = chat_url or f"ws://{_url_host(host)}:{ports['chat']}/ws"
+        stoppers.append(chat_server.begin_shutdown)
+        print(f"classroom: chat on {chat_url}", flush=True)
+    if config.http is not None:
+        host, port = config.http
+        site = Site(services, chat_url=chat_url, secure_cookies=config.secure_cookies)
+        http_server = HTTPServer(site.handler, error_page=site.error_page)
+        ports["http"] = await nursery.start(http_server.serve, host, port)
+        stoppers.append(http_server.begin_shutdown)
+        print(f"classroom: HTTP on http://{_url_host(host)}:{ports['http']}/", flush=True)
+    if chat_server is not None:
+        if config.site_url:
+            chat_server.allowed_origins.add(config.site_url)
+        elif config.http is not None:
+            chat_server.allowed_origins.update(_origins(config.http[0], ports["http"] or 0))
+    return ports, stoppers
+
+
+async def _stop_on_signal(stoppers: list[Callable[[], None]],
+                          listeners: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("signal %s: shutting down", signal.Signals(signum).name)
+            break
+    print("classroom: shutting down", flush=True)
+    for stop in stoppers:
+        stop()
+    # Listeners finish in-flight work within their own grace; past it, cancel what is left.
+    await trio.sleep(SHUTDOWN_GRACE + 1)
+    listeners.cancel()
 
 
 async def init_db(config: Config) -> int:
