@@ -7,6 +7,7 @@
     join a room, message        yes        yes       404
     post an update              yes        403       404
     view roster                 yes        403       404
+    see and share the join code yes        403       404
     start/end live session      yes        403       404
     open a discussion           yes        403       404
     view attendance             yes        403       404
@@ -43,6 +44,7 @@ class Action(enum.Enum):
     SEND_MESSAGE = "send message"
     CREATE_POST = "create post"
     VIEW_ROSTER = "view roster"
+    SHARE_JOIN_CODE = "see and share the join code"
     MANAGE_SESSION = "start or end a live session"
     OPEN_DISCUSSION = "open a discussion"
     VIEW_ATTENDANCE = "view attendance"
@@ -63,6 +65,7 @@ ALLOWED: Final[Mapping[Action, frozenset[Role]]] = {
     Action.SEND_MESSAGE: _BOTH,
     Action.CREATE_POST: _INSTRUCTOR,
     Action.VIEW_ROSTER: _INSTRUCTOR,
+    Action.SHARE_JOIN_CODE: _INSTRUCTOR,
     Action.MANAGE_SESSION: _INSTRUCTOR,
     Action.OPEN_DISCUSSION: _INSTRUCTOR,
     Action.VIEW_ATTENDANCE: _INSTRUCTOR,

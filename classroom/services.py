@@ -9,6 +9,7 @@ from storage import Storage
 from .accounts import Accounts
 from .classes import Classes
 from .clock import Clock, utcnow
+from .errors import translate_storage_errors
 from .posts import Posts
 from .rooms import Rooms
 
@@ -20,6 +21,7 @@ class Services:
     classes: Classes
     posts: Posts
     rooms: Rooms
+    clock: Clock
 
     @classmethod
     def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
@@ -30,4 +32,12 @@ class Services:
             classes=classes,
             posts=Posts(storage, classes, clock=clock),
             rooms=Rooms(storage, classes, clock=clock),
+            clock=clock,
         )
+
+    @translate_storage_errors
+    async def health(self) -> str:
+        """The database backend's name ("sqlite", "mysql") when it answers a query;
+        Unavailable when it does not."""
+        await self.storage.ping()
+        return self.storage.backend

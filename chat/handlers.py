@@ -1,0 +1,204 @@
+"""What each live event a client sends does. Rules come from `classroom/` (rules.py for
+who, live.py for the routed events); this module only wires them to the hub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from classroom import Services
+from classroom.errors import Forbidden, Invalid, NotFound
+from classroom.live import SPECS, Audience, EventSpec, Keep, user_id_of
+from classroom.rooms import RoomAccess
+from classroom.rules import Action, Role, check
+from classroom.views import event_view, room_view
+from protocol.envelope import Envelope
+
+from .client import Client
+from .hub import LiveRoom, RoomHub
+
+Data = Mapping[str, Any]
+Handler = Callable[[Client, Envelope], Awaitable[None]]
+
+# Events a client must have joined the room for (all but the ones that create or join).
+_JOIN_EVENTS: Final = {"room/join": None, "room/rejoin": Role.STUDENT,
+                       "room/rehost": Role.INSTRUCTOR}
+
+
+def _int(data: Data, key: str, *, required: bool = True, default: int = 0) -> int:
+    value = data.get(key)
+    if value is None and not required:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Invalid(f"{key} must be a non-negative integer")
+    return value
+
+
+class Dispatcher:
+    def __init__(self, services: Services, hub: RoomHub) -> None:
+        self._services = services
+        self._hub = hub
+        self._handlers: dict[str, Handler] = {
+            "room/create": self._create,
+            "room/join": self._join,
+            "room/rejoin": self._join,
+            "room/rehost": self._join,
+            "room/leave": self._leave,
+            "room/kill": self._kill,
+            "room/close": self._close,
+            "message/user": self._conversation,
+            "steps/table": self._steps_table,
+        }
+
+    async def dispatch(self, client: Client, envelope: Envelope) -> None:
+        """Run one event. Raises ClassroomError for a refused one (the caller answers with
+        an `error` event to this client only)."""
+        handler = self._handlers.get(envelope.event)
+        if handler is not None:
+            await handler(client, envelope)
+        elif envelope.event in SPECS:
+            await self._routed(client, envelope, SPECS[envelope.event])
+        else:
+            raise Invalid(f"unknown event {envelope.event!r}")
+
+    def _joined(self, client: Client, data: Data) -> tuple[LiveRoom, RoomAccess]:
+        room_id = _int(data, "room_id")
+        joined = client.rooms.get(room_id)
+        live = self._hub.live(room_id)
+        if joined is None or live is None:
+            raise NotFound(f"join room {room_id} first (room/join)")
+        return live, joined.access
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def _create(self, client: Client, envelope: Envelope) -> None:
+        data = envelope.data
+        kind = data.get("kind", "live")
+        topic = data.get("topic", "")
+        if not isinstance(kind, str) or not isinstance(topic, str):
+            raise Invalid("kind and topic must be strings")
+        room = await self._services.rooms.open(client.user, _int(data, "classroom_id"), kind,
+                                               topic)
+        update = {"room": room_view(room)}
+        client.send("room/update", update, ref=envelope.ref)
+        members = await self._services.storage.list_members(room.classroom_id)
+        for member in members:
+            for other in self._hub.by_user.get(member.user.id, ()):
+                if other is not client:
+                    other.send("room/update", update)
+
+    async def _join(self, client: Client, envelope: Envelope) -> None:
+        data = envelope.data
+        room_id = _int(data, "room_id")
+        resuming = envelope.event != "room/join"
+        after = _int(data, "after", required=resuming)
+        access = await self._services.rooms.access(client.user, room_id)
+        needed = _JOIN_EVENTS[envelope.event]
+        if needed is not None and access.role != needed:
+            raise Forbidden(f"{envelope.event} is for the {needed.value}; use room/join")
+        await self._hub.attach(client, access, after, envelope.ref, "room/join")
+
+    async def _leave(self, client: Client, envelope: Envelope) -> None:
+        live, _ = self._joined(client, envelope.data)
+        await self._hub.detach(live.id, client)
+        client.ack(envelope.ref)
+
+    async def _kill(self, client: Client, envelope: Envelope) -> None:
+        live, access = self._joined(client, envelope.data)
+        target = user_id_of(envelope.data)
+        await self._services.rooms.kick(access, target)
+        for other in list(live.by_user.get(target, ())):
+            await self._hub.detach(live.id, other)
+            other.send("room/kill", {"room_id": live.id, "user_id": target,
+                                     "message": "the instructor removed you from this room"})
+        client.ack(envelope.ref)
+
+    async def _close(self, client: Client, envelope: Envelope) -> None:
+        live, access = self._joined(client, envelope.data)
+        check(access.role, Action.MANAGE_SESSION)
+
+        async def end() -> None:
+            await self._services.rooms.close(access)
+
+        await self._hub.publish(live, "room/closed", client.user, None,
+                                {"message": "the instructor ended this room"},
+                                after_store=end)
+        for other in live.clients():
+            await self._hub.detach(live.id, other, announce=False)
+        self._hub.forget(live.id)
+        client.ack(envelope.ref)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _conversation(self, client: Client, envelope: Envelope) -> None:
+        live, access = self._joined(client, envelope.data)
+        raw = envelope.data.get("user_id")
+        other_id = None if raw is None else user_id_of(envelope.data)
+        other, events = await self._services.rooms.conversation(access, client.user, other_id)
+        client.send("message/user", {"room_id": live.id, "user_id": other,
+                                     "messages": [event_view(e) for e in events]},
+                    ref=envelope.ref)
+
+    async def _steps_table(self, client: Client, envelope: Envelope) -> None:
+        live, access = self._joined(client, envelope.data)
+        check(access.role, Action.RUN_ROOM)
+        rooms = self._services.rooms
+        steps_text = (await rooms.state(live.id, "steps")).get(0)
+        steps = json.loads(steps_text)["steps"] if steps_text else []
+        by_step = [await rooms.state(live.id, f"step/{i}") for i in range(len(steps))]
+        signals = await rooms.state(live.id, "signal")
+        students = []
+        for user, role in await rooms.members(access):
+            if role != Role.STUDENT:
+                continue
+            statuses = [json.loads(s[user.id])["status"] if user.id in s else "NONE"
+                        for s in by_step]
+            signal = json.loads(signals[user.id])["value"] if user.id in signals else "NONE"
+            students.append({"user_id": user.id, "name": user.display_name,
+                             "online": user.id in live.by_user, "statuses": statuses,
+                             "signal": signal})
+        client.send("steps/table", {"room_id": live.id,
+                                    "steps": [s["name"] for s in steps],
+                                    "students": students}, ref=envelope.ref)
+
+    # -- everything in classroom.live.SPECS ----------------------------------------------
+
+    async def _routed(self, client: Client, envelope: Envelope, spec: EventSpec) -> None:
+        live, access = self._joined(client, envelope.data)
+        check(access.role, spec.action)
+        if not live.room.is_open:
+            raise Invalid("this room has ended; its history stays readable")
+        data = spec.clean(envelope.data)
+        recipient: int | None = None
+        if spec.audience is Audience.INSTRUCTOR:
+            recipient = access.instructor_id
+        elif spec.audience is Audience.TARGET:
+            recipient = data["user_id"]
+            await self._services.rooms.check_private_target(access, recipient)
+        after_store = None
+        if spec.state is not None:
+            after_store = self._state_writer(live, client, spec, data, recipient)
+        stored = await self._hub.publish(live, spec.emitted, client.user, recipient, data,
+                                         after_store=after_store)
+        client.ack(envelope.ref, seq=stored.seq)
+
+    def _state_writer(self, live: LiveRoom, client: Client, spec: EventSpec,
+                      data: dict[str, Any], recipient: int | None
+                      ) -> Callable[[], Awaitable[None]]:
+        assert spec.state is not None
+        rule = spec.state
+        rooms = self._services.rooms
+        name = rule.name(data)
+        value = json.dumps({"event": spec.emitted, **data}, ensure_ascii=False)
+
+        async def write() -> None:
+            if rule.keep is Keep.CLEAR:
+                await rooms.clear_state(live.id, name)
+            else:
+                owner = {Keep.ROOM: 0, Keep.SENDER: client.user.id,
+                         Keep.TARGET: recipient or 0}[rule.keep]
+                await rooms.save_state(live.id, owner, name, value)
+
+        return write
+

@@ -1,0 +1,204 @@
+"""The rooms this chat server hosts right now, and the one path every event takes:
+store first (getting the room's next seq), then fan out, in seq order.
+
+Invariants:
+- `LiveRoom.lock` is held from storing an event to queueing it for every member, so members
+  receive a room's events in seq order;
+- a client joining with `after=N` is registered under the same lock, noting the last seq;
+  stored history (N, last] is replayed from the database, and live frames that arrive
+  meanwhile wait in `Joined.pending`: nothing lost, nothing twice;
+- private events reach only the sender's and the recipient's connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import attrs
+import trio
+
+from classroom import Services
+from classroom.errors import ClassroomError
+from classroom.rooms import RoomAccess
+from classroom.views import time_view, user_view
+from protocol.envelope import encode_data, encode_event
+from protocol.wsframe import text_frame
+from storage import Room, RoomEvent, User
+
+from .client import Client, Joined
+
+log = logging.getLogger("chat.hub")
+# History replays in pages of this many events.
+REPLAY_PAGE: Final = 500
+
+
+@attrs.define(eq=False)
+class LiveRoom:
+    room: Room
+    instructor_id: int
+    last_seq: int
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    by_user: dict[int, set[Client]] = attrs.field(factory=dict)
+
+    @property
+    def id(self) -> int:
+        return self.room.id
+
+    def clients(self) -> list[Client]:
+        return [client for clients in self.by_user.values() for client in clients]
+
+    def online(self) -> set[int]:
+        return set(self.by_user)
+
+    def deliver(self, frame: bytes, *, only: tuple[int, ...] | None = None) -> None:
+        targets = (self.clients() if only is None
+                   else [c for uid in only for c in self.by_user.get(uid, ())])
+        for client in targets:
+            client.deliver(self.id, frame)
+
+
+def frame_of(event: RoomEvent) -> bytes:
+    return text_frame(encode_event(event.event, event.data, seq=event.seq))
+
+
+class RoomHub:
+    def __init__(self, services: Services, server_name: str) -> None:
+        self._services = services
+        self._rooms: dict[int, LiveRoom] = {}
+        self.server_name = server_name
+        # Every connection by user, to tell members of a class about a new room.
+        self.by_user: dict[int, set[Client]] = {}
+
+    def connected(self, client: Client) -> None:
+        self.by_user.setdefault(client.user.id, set()).add(client)
+
+    async def disconnected(self, client: Client) -> None:
+        clients = self.by_user.get(client.user.id)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.by_user[client.user.id]
+        for room_id in list(client.rooms):
+            await self.detach(room_id, client)
+
+    def live(self, room_id: int) -> LiveRoom | None:
+        return self._rooms.get(room_id)
+
+    async def _load(self, access: RoomAccess) -> LiveRoom:
+        live = self._rooms.get(access.room.id)
+        if live is None:
+            room = access.room
+            live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq)
+            self._rooms[room.id] = live
+            await self._services.storage.claim_room(room.id, self.server_name,
+                                                    replacing=room.chat_server)
+        return live
+
+    # -- joining and leaving -------------------------------------------------------------
+
+    async def attach(self, client: Client, access: RoomAccess, after: int,
+                     ref: int | None, answer: str) -> None:
+        """Join (or resume) a room: the answer, then stored history after `after`, then
+        live events."""
+        live = await self._load(access)
+        room_id = live.id
+        if room_id in client.rooms:
+            await self.detach(room_id, client, announce=False)
+        user = client.user
+        async with live.lock:
+            first_connection = user.id not in live.by_user
+            live.by_user.setdefault(user.id, set()).add(client)
+            joined = Joined(access=access, pending=[])
+            client.rooms[room_id] = joined
+            upto = live.last_seq
+        client.send(answer, await self._join_answer(live, access, client), ref=ref)
+        if first_connection:
+            self._presence(live, user, online=True)
+        try:
+            await self._services.rooms.arrived(live.room, user)
+            await self._replay(client, live, user, after, upto)
+        except BaseException:
+            await self.detach(room_id, client)
+            raise
+        pending, joined.pending = joined.pending or [], None
+        for frame in pending:
+            client.deliver(room_id, frame)
+
+    async def _replay(self, client: Client, live: LiveRoom, user: User, after: int,
+                      upto: int) -> None:
+        while after < upto:
+            events = await self._services.storage.list_events(
+                live.id, user.id, after=after, limit=REPLAY_PAGE)
+            events = [e for e in events if e.seq <= upto]
+            for event in events:
+                await client.outbox.push_patiently(frame_of(event))
+            if len(events) < REPLAY_PAGE:
+                break
+            after = events[-1].seq
+
+    async def _join_answer(self, live: LiveRoom, access: RoomAccess,
+                           client: Client) -> dict[str, Any]:
+        online = live.online()
+        members = [
+            {**user_view(user), "role": role.value, "online": user.id in online}
+            for user, role in await self._services.rooms.members(access)
+        ]
+        room = live.room
+        return {
+            "room": {"id": room.id, "classroom_id": room.classroom_id, "kind": room.kind,
+                     "topic": room.topic, "open": room.is_open, "last_seq": live.last_seq,
+                     "instructor_id": live.instructor_id, "chat_server": self.server_name},
+            "you": {**user_view(client.user), "role": access.role.value},
+            "members": members,
+        }
+
+    async def detach(self, room_id: int, client: Client, *, announce: bool = True) -> None:
+        joined = client.rooms.pop(room_id, None)
+        live = self._rooms.get(room_id)
+        if joined is None or live is None:
+            return
+        user = client.user
+        clients = live.by_user.get(user.id, set())
+        clients.discard(client)
+        if not clients:
+            live.by_user.pop(user.id, None)
+            if announce:
+                self._presence(live, user, online=False)
+        if not live.by_user:
+            del self._rooms[room_id]  # reloaded from the database on the next join
+        with trio.CancelScope(shield=True):
+            try:
+                await self._services.rooms.departed(live.room, user)
+            except ClassroomError as exc:
+                log.warning("attendance of user %s in room %s not recorded: %s",
+                            user.id, room_id, exc.message)
+
+    def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
+        data = {"room_id": live.id, "user_id": user.id, "name": user.display_name,
+                "online": online}
+        live.deliver(text_frame(encode_event("presence", encode_data(data))))
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(self, live: LiveRoom, event: str, sender: User,
+                      recipient_id: int | None, data: dict[str, Any],
+                      *, after_store: Any = None) -> RoomEvent:
+        """Store the event, then send it to the room (recipient None) or to the sender and
+        the recipient only. `after_store` (async, no arguments) runs inside the lock after a
+        successful store: state that must change in step with the event."""
+        payload = {"room_id": live.id, "from": {"id": sender.id, "name": sender.display_name},
+                   **data}
+        async with live.lock:
+            now_text = time_view(self._services.clock())
+            stored = await self._services.rooms.append(
+                live.id, event, sender.id, recipient_id, encode_data({**payload, "at": now_text}))
+            live.last_seq = stored.seq
+            if after_store is not None:
+                await after_store()
+            only = None if recipient_id is None else (sender.id, recipient_id)
+            live.deliver(frame_of(stored), only=only)
+        return stored
+
+    def forget(self, room_id: int) -> None:
+        self._rooms.pop(room_id, None)

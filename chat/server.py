@@ -1,0 +1,195 @@
+"""The WebSocket listener: handshake checks, one task and cancel scope per connection,
+pings, and shutdown. trio-websocket does the handshake, reading, pings and closing; frames
+we send go through each client's outbox (see outbox.py).
+
+Connection life: handshake (path /ws, Origin, session cookie or Bearer token; refused with an
+HTTP status otherwise) -> reader loop in this task, writer and pinger beside it in the
+connection's nursery -> on any end (client closed, overflow, dead peer, kick of the last
+room, shutdown) the nursery is cancelled, the client leaves its rooms (attendance), and the
+close frame carries `Client.close_code`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from classroom import Services
+from classroom.errors import ClassroomError
+from protocol import parse_cookie_header
+from protocol.envelope import EnvelopeError, parse_envelope
+from storage import User
+
+from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
+from .handlers import Dispatcher
+from .hub import RoomHub
+from .outbox import Overflow, pump
+
+log = logging.getLogger("chat.server")
+
+SESSION_COOKIE: Final = "classroom_session"
+WS_PATH: Final = "/ws"
+# trio-websocket closes with 1009 past this; frames between MAX_FRAME_BYTES (1 MiB) and this
+# get an `error` event instead, so an oversized message does not cost the connection.
+HARD_MESSAGE_LIMIT: Final = 4 * 1024 * 1024
+HANDSHAKE_TIMEOUT: Final = 10.0
+PING_INTERVAL: Final = 20.0
+PING_TIMEOUT: Final = 15.0
+EVENT_TIMEOUT: Final = 20.0
+CLOSE_TIMEOUT: Final = 3.0
+SHUTDOWN_GRACE: Final = 3.0
+MAX_CONNECTIONS: Final = 10_000
+
+
+class ChatServer:
+    def __init__(self, services: Services, *, server_name: str | None = None) -> None:
+        self._services = services
+        self._hub = RoomHub(services, server_name or "chat")
+        self._dispatcher = Dispatcher(services, self._hub)
+        # Filled by start-up once the site's address is known; empty means "no browser
+        # origin is trusted", so only clients that send no Origin (terminal) get in.
+        self.allowed_origins: set[str] = set()
+        self._clients: set[Client] = set()
+        self._shutdown = trio.Event()
+        self._all_gone = trio.Event()
+        self._server_name_given = server_name is not None
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    async def serve(self, host: str, port: int, *,
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until begin_shutdown() (then close every client with 1001) or cancellation.
+        `task_status.started` gets the bound port."""
+        async with trio.open_nursery() as connections:
+            listener = trio.CancelScope()
+
+            async def listen(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                with listener:
+                    await serve_websocket(
+                        self._handle, host, port, None, handler_nursery=connections,
+                        max_message_size=HARD_MESSAGE_LIMIT, connect_timeout=HANDSHAKE_TIMEOUT,
+                        disconnect_timeout=CLOSE_TIMEOUT, task_status=task_status)
+
+            server = await connections.start(listen)
+            bound = server.port
+            if not self._server_name_given:
+                self._hub.server_name = f"{host}:{bound}"
+            task_status.started(bound)
+            await self._shutdown.wait()
+            listener.cancel()
+            for client in list(self._clients):
+                client.disconnect(CLOSE_GOING_AWAY, "server shutting down")
+            with trio.move_on_after(SHUTDOWN_GRACE):
+                if self._clients:
+                    await self._all_gone.wait()
+            connections.cancel_scope.cancel()
+
+    def begin_shutdown(self) -> None:
+        self._shutdown.set()
+
+    # -- one connection ------------------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        user = await self._admit(request)
+        if user is None:
+            return
+        ws = await request.accept()
+        client = Client(user=user)
+        self._clients.add(client)
+        self._hub.connected(client)
+        try:
+            with client.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write, client, ws)
+                    nursery.start_soon(self._keepalive, client, ws)
+                    await self._read(client, ws)
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                self._clients.discard(client)
+                if self._shutdown.is_set() and not self._clients:
+                    self._all_gone.set()
+                await self._hub.disconnected(client)
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws.aclose(client.close_code, client.close_reason or None)
+
+    async def _admit(self, request: WebSocketRequest) -> User | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in request.headers}
+        path = request.path.split("?", 1)[0]
+        if path != WS_PATH:
+            await request.reject(404, body=b"no such WebSocket endpoint; use /ws")
+            return None
+        origin = headers.get("origin")
+        if origin is not None and origin not in self.allowed_origins:
+            await request.reject(403, body=b"this origin may not open the chat")
+            return None
+        if len(self._clients) >= MAX_CONNECTIONS:
+            await request.reject(503, body=b"too many connections; try again soon")
+            return None
+        token = None
+        authorization = headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        else:
+            token = parse_cookie_header(headers.get("cookie", "")).get(SESSION_COOKIE)
+        try:
+            user = await self._services.accounts.user_for_token(token)
+        except ClassroomError:
+            await request.reject(503, body=b"the database is unavailable; retry shortly")
+            return None
+        if user is None:
+            await request.reject(401, body=b"sign in first")
+            return None
+        return user
+
+    async def _read(self, client: Client, ws: WebSocketConnection) -> None:
+        while True:
+            try:
+                frame = await ws.get_message()
+            except ConnectionClosed:
+                return
+            try:
+                envelope = parse_envelope(frame)
+            except EnvelopeError as exc:
+                client.error(exc.code, exc.message, ref=exc.ref)
+                continue
+            try:
+                with trio.fail_after(EVENT_TIMEOUT):
+                    await self._dispatcher.dispatch(client, envelope)
+            except ClassroomError as exc:
+                client.error(exc.code, exc.message, ref=envelope.ref)
+            except trio.TooSlowError:
+                client.error("unavailable", "the server took too long; the event may not "
+                             "have been stored", ref=envelope.ref)
+            except Overflow:
+                client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
+                return
+
+    async def _write(self, client: Client, ws: WebSocketConnection) -> None:
+        try:
+            await pump(client.outbox, ws)
+        except Overflow:
+            client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
+        except ConnectionClosed:
+            client.scope.cancel()
+
+    async def _keepalive(self, client: Client, ws: WebSocketConnection) -> None:
+        """Ping a quiet connection; one that does not answer in time is dropped."""
+        while True:
+            await trio.sleep(PING_INTERVAL)
+            with trio.move_on_after(PING_TIMEOUT) as waited:
+                try:
+                    await ws.ping()
+                except ConnectionClosed:
+                    client.scope.cancel()
+                    return
+            if waited.cancelled_caught:
+                log.info("user %s: no pong in %.0f s, dropping", client.user.id, PING_TIMEOUT)
+                client.disconnect(CLOSE_GOING_AWAY, "no answer to ping")
+                return

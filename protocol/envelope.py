@@ -1,0 +1,93 @@
+"""The live protocol's wire format: one JSON object per WebSocket text frame,
+`{"event": "<name>", "data": {...}, "ref": <optional client number>}` from clients, and
+`{"event": ..., "seq": ..., "ref": ..., "data": ...}` from the server. Sans-IO: text in,
+values out, and the other way round. Knows nothing of what the events mean."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+MAX_FRAME_BYTES: Final = 1024 * 1024
+MAX_EVENT_NAME: Final = 64
+# JavaScript's safe integer range: a ref must survive a round trip through a browser.
+MAX_REF: Final = 2**53 - 1
+_EVENT_NAME: Final = re.compile(r"[a-z][a-z_]*(/[a-z_]+)*")
+
+
+class EnvelopeError(Exception):
+    """A frame that is not a valid envelope; answer with an `error` event, keep the
+    connection. `ref` is the client's ref when it could be read."""
+
+    def __init__(self, code: str, message: str, ref: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+@attrs.frozen
+class Envelope:
+    event: str
+    data: Mapping[str, Any]
+    ref: int | None = None
+
+
+def _ref(raw: object) -> int | None:
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_REF:
+        return raw
+    return None
+
+
+def parse_envelope(frame: str | bytes) -> Envelope:
+    """Raises EnvelopeError (code `bad_frame`, `too_large` or `bad_event`)."""
+    if isinstance(frame, bytes):
+        raise EnvelopeError("bad_frame", "send JSON in text frames, not binary ones")
+    if len(frame) > MAX_FRAME_BYTES:
+        raise EnvelopeError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError("bad_frame", f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise EnvelopeError("bad_frame", "a frame must be a JSON object")
+    raw_ref = obj.get("ref")
+    ref = _ref(raw_ref)
+    if raw_ref is not None and ref is None:
+        raise EnvelopeError("bad_frame", f"ref must be an integer from 0 to {MAX_REF}")
+    event = obj.get("event")
+    if not isinstance(event, str) or not event:
+        raise EnvelopeError("bad_frame", "event (a string) is required", ref)
+    if len(event) > MAX_EVENT_NAME or not _EVENT_NAME.fullmatch(event):
+        raise EnvelopeError("bad_event", f"{event[:MAX_EVENT_NAME]!r} is not an event name", ref)
+    data = obj.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EnvelopeError("bad_frame", "data must be a JSON object", ref)
+    unknown = set(obj) - {"event", "data", "ref"}
+    if unknown:
+        raise EnvelopeError("bad_frame", f"unknown keys: {', '.join(sorted(unknown))}", ref)
+    return Envelope(event=event, data=data, ref=ref)
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """Compact JSON, UTF-8 kept as is (emoji stay emoji)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_event(
+    event: str, data_json: str, *, seq: int | None = None, ref: int | None = None
+) -> str:
+    """An outgoing frame around already-encoded data, so a stored event's data text is sent
+    out byte for byte, live and in history, and encoded once however many receive it."""
+    head = f'{{"event":{json.dumps(event)}'
+    if seq is not None:
+        head += f',"seq":{int(seq)}'
+    if ref is not None:
+        head += f',"ref":{int(ref)}'
+    return f'{head},"data":{data_json}}}'
