@@ -4,7 +4,8 @@ This module only moves bytes and enforces time; parsing and response framing are
 `urls`, `cookies` and `messages`. Per connection the cycle is:
 
     receive head  (keep-alive idle: keepalive_timeout, then header_timeout once bytes come;
-                   a fresh connection gets header_timeout from accept)
+                   a fresh connection gets header_timeout from accept; nothing received by
+                   then: close quietly, part of a head: 408)
     receive body  (body_timeout; Content-Length checked up front, chunked data counted)
     call handler  (handler_timeout -> 503; HTTPError -> error page; other exception -> 500)
     send response (send_timeout; Connection: close if the client or we want it)
@@ -13,6 +14,10 @@ Pipelined requests wait in h11's buffer and are answered one at a time, in order
 before the handler runs ends the connection after its error response, because the rest of the
 request may still be in flight. A client that vanishes or stops reading is not an error: its
 connection just ends (debug log).
+
+Shutdown: `begin_shutdown` stops the accept loops and closes connections waiting for a request;
+the others finish their current request (answered with Connection: close) within
+shutdown_grace, then the connections nursery is cancelled and `serve` returns.
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ import trio
 
 from .errors import HTTPError
 from .messages import Handler, Request, Response
-from .wire import ErrorPage, default_error_page, request_from_head, response_to_h11
+from .wire import (
+    ErrorPage,
+    default_error_page,
+    head_size,
+    request_from_head,
+    response_to_h11,
+)
 
 __all__ = ["ErrorPage", "HTTPLimits", "HTTPServer"]
 
@@ -207,8 +218,9 @@ class HTTPServer:
 
     async def _run(self, connection: _Connection) -> None:
         try:
-            async with connection.stream:
-                await connection.run()
+            with connection.scope:
+                async with connection.stream:
+                    await connection.run()
         except _ClientGone as exc:
             logger.debug("client %s gone: %s", connection.client, exc)
         except Exception:
@@ -271,12 +283,14 @@ class _Connection:
         self.h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes
         )
-        # Set while waiting for the first byte of a request, so shutdown can end the wait.
-        self._idle_scope: trio.CancelScope | None = None
+        # Cancelling it ends this connection alone (shutdown closing it while idle).
+        self.scope = trio.CancelScope()
+        # True while waiting for the first byte of a request: nothing would be lost by closing.
+        self.idle = False
 
     def close_if_idle(self) -> None:
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
+        if self.idle:
+            self.scope.cancel()
 
     async def run(self) -> None:
         first = True
@@ -291,6 +305,8 @@ class _Connection:
             first = False
             started = trio.current_time()
             request, refused = request_from_head(head, self.client)
+            if head_size(head) > self.limits.max_header_bytes:
+                refused = HTTPError(431)
             if refused is None:
                 try:
                     request = attrs.evolve(request, body=await self._receive_body(request))
@@ -308,16 +324,17 @@ class _Connection:
     async def _receive_head(self, *, first: bool) -> h11.Request | None:
         """The next request head, or None if the client closed or idled out (or we are
         shutting down and it had sent nothing). Raises HTTPError(408) if a head started but
-        did not complete in time, HTTPError(400/431/...) for what h11 refuses."""
+        did not complete in time, HTTPError(400/431/...) for what h11 refuses (h11 catches an
+        oversized head only while incomplete; `run` checks complete ones)."""
         got_bytes = bool(self.h11.trailing_data[0])
+        if self.server.shutting_down and not got_bytes:
+            return None
         if first or got_bytes:
             timeout = self.limits.header_timeout
-        elif self.server.shutting_down:
-            return None
         else:
             timeout = self.limits.keepalive_timeout
         with trio.move_on_after(timeout) as scope:
-            self._idle_scope = None if got_bytes else scope
+            self.idle = not got_bytes
             try:
                 while True:
                     event = self._next_event()
@@ -325,7 +342,7 @@ class _Connection:
                         data = await self._receive()
                         if data and not got_bytes:
                             got_bytes = True
-                            self._idle_scope = None
+                            self.idle = False
                             scope.deadline = trio.current_time() + self.limits.header_timeout
                         self.h11.receive_data(data)
                     elif isinstance(event, h11.Request):
@@ -335,7 +352,7 @@ class _Connection:
                     else:  # nothing else can start a request cycle
                         raise HTTPError(400, "expected a request")
             finally:
-                self._idle_scope = None
+                self.idle = False
         if not got_bytes:
             return None
         raise HTTPError(408, "timed out waiting for the request head")

@@ -81,6 +81,7 @@ class StaticFiles:
     file strictly under `root` (see `safe_relative_path`; symlinks are followed but must end
     under `root` too), 405 for methods other than GET and HEAD, 304 when If-None-Match holds
     the file's ETag. Files are read whole: the folder holds our own small assets.
+    Raises OSError at construction if `root` does not exist.
     """
 
     def __init__(self, root: pathlib.Path, *, max_age: int = 3600) -> None:

@@ -16,7 +16,13 @@ import h11
 from .errors import HTTPError
 from .messages import Request, Response
 
-__all__ = ["ErrorPage", "default_error_page", "request_from_head", "response_to_h11"]
+__all__ = [
+    "ErrorPage",
+    "default_error_page",
+    "head_size",
+    "request_from_head",
+    "response_to_h11",
+]
 
 ErrorPage = Callable[[Request | None, HTTPError], Response]
 
@@ -41,6 +47,17 @@ def default_error_page(request: Request | None, error: HTTPError) -> Response:
     for name, value in error.headers:
         response = response.with_header(name, value)
     return response
+
+
+def head_size(head: h11.Request) -> int:
+    """The size in bytes of `head` as sent, give or take optional whitespace.
+
+    Needed because h11's max_incomplete_event_size only bounds a head that is still
+    incomplete: one that arrives whole in a single read is accepted at any size.
+    """
+    request_line = len(head.method) + len(head.target) + len(b"  HTTP/1.1\r\n")
+    fields = sum(len(name) + len(value) + len(b": \r\n") for name, value in head.headers)
+    return request_line + fields + len(b"\r\n")
 
 
 def request_from_head(
