@@ -26,7 +26,7 @@ from storage import User
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .handlers import Dispatcher
 from .hub import RoomHub
-from .outbox import Overflow, pump
+from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
 
 log = logging.getLogger("chat.server")
 
@@ -45,8 +45,12 @@ MAX_CONNECTIONS: Final = 10_000
 
 
 class ChatServer:
-    def __init__(self, services: Services, *, server_name: str | None = None) -> None:
+    def __init__(self, services: Services, *, server_name: str | None = None,
+                 outbox_frames: int = MAX_QUEUED_FRAMES,
+                 outbox_bytes: int = MAX_QUEUED_BYTES) -> None:
         self._services = services
+        # Each connection's outgoing queue bound (see outbox.py); small in tests.
+        self._outbox_limits = (outbox_frames, outbox_bytes)
         self._hub = RoomHub(services, server_name or "chat")
         self._dispatcher = Dispatcher(services, self._hub)
         # Filled by start-up once the site's address is known; empty means "no browser
@@ -99,13 +103,17 @@ class ChatServer:
         if user is None:
             return
         ws = await request.accept()
-        client = Client(user=user)
+        frames, size = self._outbox_limits
+        client = Client(user=user, outbox=Outbox(max_frames=frames, max_bytes=size))
+        # From here on the outbox is the socket's only writer (see outbox.py).
+        connection: Any = ws
+        connection._stream = OutboxStream(connection._stream, client.outbox)
         self._clients.add(client)
         self._hub.connected(client)
         try:
             with client.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write, client, ws)
+                    nursery.start_soon(self._write, client)
                     nursery.start_soon(self._keepalive, client, ws)
                     await self._read(client, ws)
                     nursery.cancel_scope.cancel()
@@ -171,12 +179,14 @@ class ChatServer:
                 client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
                 return
 
-    async def _write(self, client: Client, ws: WebSocketConnection) -> None:
+    async def _write(self, client: Client) -> None:
         try:
-            await pump(client.outbox, ws)
+            await client.outbox.drain()
         except Overflow:
             client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
-        except ConnectionClosed:
+        except trio.BrokenResourceError:
+            client.scope.cancel()
+        else:
             client.scope.cancel()
 
     async def _keepalive(self, client: Client, ws: WebSocketConnection) -> None:
