@@ -21,6 +21,7 @@ import trio
 from classroom import Services
 from classroom.errors import ClassroomError
 from classroom.rooms import RoomAccess
+from classroom.rules import Role
 from classroom.views import time_view, user_view
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
@@ -40,6 +41,8 @@ class LiveRoom:
     last_seq: int
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     by_user: dict[int, set[Client]] = attrs.field(factory=dict)
+    # The class's members by user id (see RoomHub._join_answer).
+    members: dict[int, tuple[User, Role]] | None = None
 
     @property
     def id(self) -> int:
@@ -139,10 +142,16 @@ class RoomHub:
 
     async def _join_answer(self, live: LiveRoom, access: RoomAccess,
                            client: Client) -> dict[str, Any]:
+        if live.members is None or client.user.id not in live.members:
+            # Loaded once per room, again only when someone new to it arrives (a student who
+            # joined the class after the room loaded): a lecture's thousand joins would
+            # otherwise read the whole roster a thousand times.
+            live.members = {user.id: (user, role)
+                            for user, role in await self._services.rooms.members(access)}
         online = live.online()
         members = [
             {**user_view(user), "role": role.value, "online": user.id in online}
-            for user, role in await self._services.rooms.members(access)
+            for user, role in live.members.values()
         ]
         room = live.room
         return {
