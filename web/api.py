@@ -1,0 +1,153 @@
+"""The JSON API under /api/v1/: the same calls on `classroom/` as the pages, as JSON.
+
+Every POST body must be `application/json` (415 otherwise; an empty body counts as `{}`):
+a cross-site HTML form cannot send that type, which is what keeps cookie-authenticated API
+calls safe from CSRF without a token. Errors leave through `errors.http_error` like the
+pages' do, and `errors.error_page` shapes them as `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+
+from classroom.posts import PAGE_SIZE
+from classroom.rules import Role
+from classroom.services import Services
+from protocol import Handler, Request, Response, Router
+
+from . import serialize
+from .auth import Sessions, Visitor
+from .inputs import json_object, json_tags, json_text, query_int
+from .render import json_response
+
+__all__ = ["API_ROOT", "Api"]
+
+API_ROOT: Final = "/api/v1"
+
+
+@attrs.frozen
+class Call:
+    """One API request and who made it."""
+
+    request: Request
+    visitor: Visitor
+
+    def id(self) -> int:
+        return int(self.request.params["id"])
+
+    def payload(self) -> dict[str, Any]:
+        return json_object(self.request)
+
+
+ApiHandler = Callable[[Call], Awaitable[Response]]
+
+
+class Api:
+    def __init__(self, services: Services, sessions: Sessions) -> None:
+        self._services = services
+        self._sessions = sessions
+
+    def mount(self, router: Router) -> None:
+        routes: list[tuple[str, str, ApiHandler]] = [
+            ("GET", "/healthz", self.healthz),
+            ("POST", "/signup", self.signup),
+            ("POST", "/login", self.login),
+            ("POST", "/logout", self.logout),
+            ("GET", "/me", self.me),
+            ("GET", "/classrooms", self.classrooms),
+            ("POST", "/classrooms", self.create_classroom),
+            ("POST", "/classrooms/join", self.join),
+            ("GET", "/classrooms/{id:int}", self.classroom),
+            ("GET", "/classrooms/{id:int}/posts", self.posts),
+            ("POST", "/classrooms/{id:int}/posts", self.create_post),
+            ("GET", "/classrooms/{id:int}/tags", self.tags),
+            ("GET", "/classrooms/{id:int}/students", self.students),
+        ]
+        for method, pattern, handler in routes:
+            router.add(method, API_ROOT + pattern, self._serve(handler))
+
+    def _serve(self, handler: ApiHandler) -> Handler:
+        async def serve(request: Request) -> Response:
+            return await handler(Call(request, await self._sessions.visitor(request)))
+
+        return serve
+
+    # -- accounts ----------------------------------------------------------------------
+
+    async def healthz(self, call: Call) -> Response:
+        return json_response({"status": "ok", "database": await self._services.health()})
+
+    async def signup(self, call: Call) -> Response:
+        data = call.payload()
+        signed_in = await self._services.accounts.sign_up(
+            json_text(data, "username"), json_text(data, "display_name"),
+            json_text(data, "password"))
+        body = {"user": serialize.user(signed_in.user), "token": signed_in.token}
+        return self._sessions.signed_in(json_response(body, 201), signed_in.token)
+
+    async def login(self, call: Call) -> Response:
+        data = call.payload()
+        client = call.request.client
+        signed_in = await self._services.accounts.log_in(
+            json_text(data, "username"), json_text(data, "password"),
+            address=client[0] if client else "unknown")
+        body = {"user": serialize.user(signed_in.user), "token": signed_in.token}
+        return self._sessions.signed_in(json_response(body), signed_in.token)
+
+    async def logout(self, call: Call) -> Response:
+        call.payload()  # the Content-Type rule is the CSRF defence of a cookie logout
+        return await self._sessions.sign_out(call.visitor, Response(204))
+
+    async def me(self, call: Call) -> Response:
+        return json_response({"user": serialize.user(call.visitor.me)})
+
+    # -- classes ------------------------------------------------------------------------
+
+    async def classrooms(self, call: Call) -> Response:
+        memberships = await self._services.classes.mine(call.visitor.me)
+        return json_response({"classrooms": [serialize.membership(m) for m in memberships]})
+
+    async def create_classroom(self, call: Call) -> Response:
+        data = call.payload()
+        classroom = await self._services.classes.create(
+            call.visitor.me, json_text(data, "name"), json_text(data, "description"))
+        return json_response({"classroom": serialize.classroom(classroom, Role.INSTRUCTOR)}, 201)
+
+    async def join(self, call: Call) -> Response:
+        data = call.payload()
+        classroom, role = await self._services.classes.join(
+            call.visitor.me, json_text(data, "code"))
+        return json_response({"classroom": serialize.classroom(classroom, role)})
+
+    async def classroom(self, call: Call) -> Response:
+        classroom, role = await self._services.classes.get(call.visitor.me, call.id())
+        return json_response({"classroom": serialize.classroom(classroom, role)})
+
+    async def students(self, call: Call) -> Response:
+        members = await self._services.classes.roster(call.visitor.me, call.id())
+        return json_response({"members": [serialize.member(m) for m in members]})
+
+    # -- posts --------------------------------------------------------------------------
+
+    async def posts(self, call: Call) -> Response:
+        request = call.request
+        posts = await self._services.posts.stream(
+            call.visitor.me, call.id(), tag=request.query_value("tag") or None,
+            before_id=query_int(request, "before"))
+        more = len(posts) == PAGE_SIZE
+        return json_response({"posts": [serialize.post(p) for p in posts],
+                      "next_before": posts[-1].id if more else None})
+
+    async def create_post(self, call: Call) -> Response:
+        data = call.payload()
+        post = await self._services.posts.create(
+            call.visitor.me, call.id(), title=json_text(data, "title"),
+            body=json_text(data, "body"), tags=json_tags(data))
+        return json_response({"post": serialize.post(post)}, 201)
+
+    async def tags(self, call: Call) -> Response:
+        tags = await self._services.posts.tags(call.visitor.me, call.id())
+        return json_response({"tags": [serialize.tag_count(t) for t in tags]})

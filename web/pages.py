@@ -1,0 +1,290 @@
+"""The HTML pages: each handler turns one visit into calls on `classroom/` and a page.
+
+Every POST answers with a 303 to a page (post/redirect/get), so reloading never resubmits;
+a form the domain refuses is shown again with the message, the status the error carries
+(400, 404, 409, 429...) and the fields the user typed, passwords excepted. Domain errors not
+about the form (not a member, not allowed, database down) propagate to the error page.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from classroom.errors import (
+    ClassroomError,
+    Conflict,
+    Invalid,
+    NotFound,
+    Throttled,
+    TooLarge,
+    Unauthenticated,
+)
+from classroom.posts import PAGE_SIZE
+from classroom.rules import Action, Role, may
+from classroom.services import Services
+from protocol import Handler, Request, Response, Router
+
+from .auth import (
+    CSRF_FIELD,
+    Sessions,
+    Visitor,
+    check_csrf,
+    csrf_cookie,
+    login_redirect,
+    new_csrf_token,
+    safe_next,
+)
+from .errors import http_error, with_error_headers
+from .inputs import query_int
+from .render import page
+
+if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
+    from storage import User
+
+__all__ = ["Pages", "Visit"]
+
+HOME: Final = "/classrooms"
+# Errors that mean "fix what you typed" on a form; anything else is a page of its own.
+_FORM_ERRORS: Final = (Invalid, Conflict, TooLarge, Throttled, Unauthenticated)
+
+
+@attrs.frozen
+class Visit:
+    """One page request as a handler sees it: who, the CSRF token its forms must carry, and
+    the submitted form (already CSRF-checked; empty for GET)."""
+
+    request: Request
+    visitor: Visitor
+    csrf: str
+    form: Mapping[str, str]
+
+    @property
+    def user(self) -> User | None:
+        return self.visitor.user
+
+    @property
+    def me(self) -> User:
+        return self.visitor.me
+
+    def field(self, name: str) -> str:
+        return self.form.get(name, "")
+
+
+PageHandler = Callable[[Visit], Awaitable[Response]]
+
+
+class Pages:
+    def __init__(self, services: Services, sessions: Sessions, *, chat_url: str | None) -> None:
+        self._services = services
+        self._sessions = sessions
+        self._chat_url = chat_url
+
+    def mount(self, router: Router) -> None:
+        # (method, pattern, handler, open to visitors who are not signed in)
+        routes: list[tuple[str, str, PageHandler, bool]] = [
+            ("GET", "/", self.landing, True),
+            ("GET", "/signup", self.signup_form, True),
+            ("POST", "/signup", self.signup, True),
+            ("GET", "/login", self.login_form, True),
+            ("POST", "/login", self.login, True),
+            ("GET", "/logout", self.logout_form, True),
+            ("POST", "/logout", self.logout, True),
+            ("GET", "/classrooms", self.my_classes, False),
+            ("GET", "/classrooms/new", self.new_class_form, False),
+            ("POST", "/classrooms/new", self.new_class, False),
+            ("GET", "/classrooms/join", self.join_form, False),
+            ("POST", "/classrooms/join", self.join, False),
+            ("GET", "/classrooms/{id:int}", self.stream, False),
+            ("POST", "/classrooms/{id:int}", self.new_post, False),
+            ("GET", "/classrooms/{id:int}/students", self.students, False),
+        ]
+        for method, pattern, handler, public in routes:
+            router.add(method, pattern, self._serve(handler, public=public))
+
+    def _serve(self, handler: PageHandler, *, public: bool) -> Handler:
+        """The steps every page shares: CSRF on POST, the visitor, the login redirect for
+        pages that need a user, and the CSRF cookie for a browser that has none yet."""
+
+        async def serve(request: Request) -> Response:
+            form: Mapping[str, str] = {}
+            if request.method == "POST":
+                # An empty POST has no Content-Type to check; it fails the CSRF check instead.
+                form = request.form() if request.body else {}
+                check_csrf(request, form)
+            existing = csrf_cookie(request)
+            csrf = existing or new_csrf_token()
+            visitor = await self._sessions.visitor(request)
+            if visitor.user is None and not public:
+                response = login_redirect(request)
+            else:
+                response = await handler(Visit(request, visitor, csrf, form))
+            if existing is None:
+                response = self._sessions.with_csrf_cookie(response, csrf)
+            return response
+
+        return serve
+
+    def _page(self, visit: Visit, template: str, status: int = 200, **context: Any
+              ) -> Response:
+        return page(template, status, me=visit.user, csrf=visit.csrf, csrf_field=CSRF_FIELD,
+                    chat_url=self._chat_url, path=visit.request.path, **context)
+
+    def _form_error(self, visit: Visit, template: str, error: ClassroomError, **context: Any
+                    ) -> Response:
+        failure = http_error(error)
+        response = self._page(visit, template, failure.status, error=failure.message,
+                              **context)
+        return with_error_headers(response, failure)
+
+    # -- signing in and out -------------------------------------------------------------
+
+    async def landing(self, visit: Visit) -> Response:
+        if visit.user is not None:
+            return Response.redirect(HOME)
+        return self._page(visit, "landing.html")
+
+    async def signup_form(self, visit: Visit) -> Response:
+        next_path = safe_next(visit.request.query_value("next"), HOME)
+        if visit.user is not None:
+            return Response.redirect(next_path)
+        return self._page(visit, "signup.html", values={}, next=next_path)
+
+    async def signup(self, visit: Visit) -> Response:
+        next_path = safe_next(visit.field("next"), HOME)
+        try:
+            signed_in = await self._services.accounts.sign_up(
+                visit.field("username"), visit.field("display_name"),
+                visit.field("password"), visit.field("confirm"))
+        except _FORM_ERRORS as error:
+            values = {"username": visit.field("username"),
+                      "display_name": visit.field("display_name")}
+            return self._form_error(visit, "signup.html", error, values=values, next=next_path)
+        return await self._switch_session(visit, signed_in.token, next_path)
+
+    async def login_form(self, visit: Visit) -> Response:
+        next_path = safe_next(visit.request.query_value("next"), HOME)
+        if visit.user is not None:
+            return Response.redirect(next_path)
+        return self._page(visit, "login.html", values={}, next=next_path)
+
+    async def login(self, visit: Visit) -> Response:
+        next_path = safe_next(visit.field("next"), HOME)
+        client = visit.request.client
+        try:
+            signed_in = await self._services.accounts.log_in(
+                visit.field("username"), visit.field("password"),
+                address=client[0] if client else "unknown")
+        except _FORM_ERRORS as error:
+            values = {"username": visit.field("username")}
+            return self._form_error(visit, "login.html", error, values=values, next=next_path)
+        return await self._switch_session(visit, signed_in.token, next_path)
+
+    async def _switch_session(self, visit: Visit, token: str, next_path: str) -> Response:
+        # A browser signing in as someone else drops the old session, not just its cookie.
+        if visit.visitor.token is not None:
+            await self._services.accounts.log_out(visit.visitor.token)
+        return self._sessions.signed_in(Response.redirect(next_path), token)
+
+    async def logout_form(self, visit: Visit) -> Response:
+        if visit.user is None:
+            return Response.redirect("/")
+        return self._page(visit, "logout.html")
+
+    async def logout(self, visit: Visit) -> Response:
+        return await self._sessions.sign_out(visit.visitor, Response.redirect("/"))
+
+    # -- classes --------------------------------------------------------------------------
+
+    async def my_classes(self, visit: Visit) -> Response:
+        memberships = await self._services.classes.mine(visit.me)
+        return self._page(visit, "classes.html", memberships=memberships)
+
+    async def new_class_form(self, visit: Visit) -> Response:
+        return self._page(visit, "new_class.html", values={})
+
+    async def new_class(self, visit: Visit) -> Response:
+        try:
+            classroom = await self._services.classes.create(
+                visit.me, visit.field("name"), visit.field("description"))
+        except _FORM_ERRORS as error:
+            values = {"name": visit.field("name"), "description": visit.field("description")}
+            return self._form_error(visit, "new_class.html", error, values=values)
+        return Response.redirect(f"/classrooms/{classroom.id}")
+
+    async def join_form(self, visit: Visit) -> Response:
+        # A shared link /classrooms/join?code=... fills the field; joining still takes a click.
+        code = visit.request.query_value("code") or ""
+        return self._page(visit, "join_class.html", values={"code": code})
+
+    async def join(self, visit: Visit) -> Response:
+        try:
+            classroom, _role = await self._services.classes.join(visit.me, visit.field("code"))
+        except (*_FORM_ERRORS, NotFound) as error:
+            values = {"code": visit.field("code")}
+            return self._form_error(visit, "join_class.html", error, values=values)
+        return Response.redirect(f"/classrooms/{classroom.id}")
+
+    # -- one class ----------------------------------------------------------------------
+
+    async def stream(self, visit: Visit) -> Response:
+        return await self._stream_page(visit)
+
+    async def new_post(self, visit: Visit) -> Response:
+        classroom_id = int(visit.request.params["id"])
+        try:
+            await self._services.posts.create(
+                visit.me, classroom_id, title=visit.field("title"), body=visit.field("body"),
+                tags=visit.field("tags"))
+        except _FORM_ERRORS as error:
+            return await self._stream_page(visit, error=error)
+        return Response.redirect(f"/classrooms/{classroom_id}")
+
+    async def _stream_page(self, visit: Visit, *, error: ClassroomError | None = None
+                           ) -> Response:
+        """The class's stream; with `error`, the post form shown again with what was typed."""
+        me = visit.me
+        classroom_id = int(visit.request.params["id"])
+        classroom, role = await self._services.classes.get(me, classroom_id)
+        tag = visit.request.query_value("tag") or None
+        before = query_int(visit.request, "before")
+        posts = await self._services.posts.stream(me, classroom_id, tag=tag, before_id=before)
+        tags = await self._services.posts.tags(me, classroom_id)
+        older = None
+        if len(posts) == PAGE_SIZE:
+            query = {"before": str(posts[-1].id), **({"tag": tag} if tag else {})}
+            older = f"/classrooms/{classroom_id}?{urllib.parse.urlencode(query)}"
+        context: dict[str, Any] = dict(
+            classroom=classroom, role=role, posts=posts, tags=tags, tag=tag, older=older,
+            can_post=may(role, Action.CREATE_POST),
+            show_code=may(role, Action.SHARE_JOIN_CODE),
+            tabs=self._tabs(classroom_id, role, "stream"),
+            values={"title": visit.field("title"), "body": visit.field("body"),
+                    "tags": visit.field("tags")},
+        )
+        if error is not None:
+            return self._form_error(visit, "stream.html", error, **context)
+        return self._page(visit, "stream.html", **context)
+
+    async def students(self, visit: Visit) -> Response:
+        me = visit.me
+        classroom_id = int(visit.request.params["id"])
+        classroom, role = await self._services.classes.get(me, classroom_id)
+        members = await self._services.classes.roster(me, classroom_id)
+        return self._page(visit, "students.html", classroom=classroom, role=role,
+                          instructors=[m for m in members if m.role == Role.INSTRUCTOR],
+                          students=[m for m in members if m.role == Role.STUDENT],
+                          tabs=self._tabs(classroom_id, role, "students"))
+
+    @staticmethod
+    def _tabs(classroom_id: int, role: Role, active: str) -> list[dict[str, Any]]:
+        """A class's tab bar. The live pages (sessions, live, discussions) join it here
+        when they exist."""
+        base = f"/classrooms/{classroom_id}"
+        tabs = [{"key": "stream", "label": "Stream", "href": base}]
+        if may(role, Action.VIEW_ROSTER):
+            tabs.append({"key": "students", "label": "People", "href": f"{base}/students"})
+        return [{**tab, "active": tab["key"] == active} for tab in tabs]

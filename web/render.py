@@ -1,0 +1,94 @@
+"""Responses out: the Jinja2 environment and its filters, and the headers every page and
+API answer carries.
+
+Autoescaping is on for every template, so anything a user typed is text, never markup; no
+template marks user data `|safe`. Undefined names fail loudly (StrictUndefined) instead of
+rendering as an empty string and hiding a typo.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+import jinja2
+
+from classroom import limits
+from protocol import Response
+
+__all__ = [
+    "SECURITY_HEADERS",
+    "iso_time",
+    "json_response",
+    "page",
+    "render",
+    "sentence",
+    "shown_time",
+    "with_security",
+]
+
+# connect-src allows ws:/wss: because the live pages talk to a chat server that may sit on
+# another port or host; everything else comes from this origin only, and nothing may frame us.
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS: Final = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    # Pages show one user's classes; a shared computer's back button must not replay them.
+    ("Cache-Control", "no-store"),
+)
+
+
+def shown_time(value: datetime) -> str:
+    """Storage times are naive UTC: say so, to the minute ("2026-11-23 14:05 UTC")."""
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def sentence(text: str) -> str:
+    """Domain messages are lower-case clauses ("the two passwords differ"); a page shows
+    them as sentences. Only the first letter changes: names and codes inside stay as typed."""
+    return text[:1].upper() + text[1:]
+
+
+def iso_time(value: datetime) -> str:
+    """ISO 8601 UTC with "Z", to the second: the precision both databases keep."""
+    return value.replace(microsecond=0).isoformat() + "Z"
+
+
+_ENV: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("web", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters["when"] = shown_time
+_ENV.filters["iso"] = iso_time
+_ENV.filters["sentence"] = sentence
+# Forms show the same limits the domain enforces (maxlength, hints), from the one place.
+_ENV.globals["limits"] = limits
+
+
+def render(template: str, **context: Any) -> str:
+    return _ENV.get_template(template).render(**context)
+
+
+def with_security(response: Response) -> Response:
+    """`response` with the security headers it does not set itself (static files keep their
+    own Cache-Control)."""
+    for name, value in SECURITY_HEADERS:
+        if response.header(name) is None:
+            response = response.with_header(name, value)
+    return response
+
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    return with_security(Response.html(render(template, **context), status))
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """API answers carry the same headers: nosniff and no-store matter for JSON too."""
+    return with_security(Response.json(body, status))

@@ -1,0 +1,47 @@
+"""The whole web site as one handler: pages, the JSON API and static files on one router.
+
+Domain errors that reach this far leave as `HTTPError`s (via `errors.http_error`), so the
+server hands every error, whoever raised it, to the one `error_page`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Final
+
+from classroom.errors import ClassroomError
+from classroom.services import Services
+from protocol import HTTPError, Request, Response, Router, StaticFiles
+
+from . import errors
+from .api import Api
+from .auth import Sessions
+from .pages import Pages
+
+__all__ = ["STATIC_ROOT", "Site"]
+
+STATIC_ROOT: Final = pathlib.Path(__file__).with_name("static")
+
+
+class Site:
+    """Pass `handler` and `error_page` to `protocol.HTTPServer`."""
+
+    def __init__(self, services: Services, *, chat_url: str | None,
+                 secure_cookies: bool = False) -> None:
+        self.services = services
+        # Where the live pages' JavaScript will reach the chat server (None: chat is off).
+        self.chat_url = chat_url
+        sessions = Sessions(services, secure_cookies=secure_cookies)
+        self._router = Router()
+        Pages(services, sessions, chat_url=chat_url).mount(self._router)
+        Api(services, sessions).mount(self._router)
+        self._router.add("GET", "/static/{path:path}", StaticFiles(STATIC_ROOT))
+
+    async def handler(self, request: Request) -> Response:
+        try:
+            return await self._router(request)
+        except ClassroomError as error:
+            raise errors.http_error(error) from error
+
+    def error_page(self, request: Request | None, error: HTTPError) -> Response:
+        return errors.error_page(request, error)
