@@ -13,7 +13,7 @@ Pool rules:
 from __future__ import annotations
 
 import contextlib
-import warnings
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 import attrs
 import trio
 import trio_mysql
+import trio_mysql.constants.CLIENT
+import trio_mysql.cursors
 import trio_mysql.err
 
 from .database import QUERY_TIMEOUT, Database, Dialect, Executor, Params, Row, Written
@@ -83,28 +85,41 @@ _CONNECTION_ERRORS: Final = (
 )
 
 
+class _QuietCursor(trio_mysql.cursors.Cursor):  # type: ignore[misc]
+    """A cursor that never fetches the server's warnings.
+
+    Server notes (e.g. INSERT IGNORE of a duplicate, CREATE TABLE IF NOT EXISTS) are expected
+    outcomes here, not errors. trio-mysql would fetch them with an extra SHOW WARNINGS and
+    raise them through `warnings.warn`; silencing that with `warnings.catch_warnings()` around
+    an await is unsafe, since concurrent tasks swap the process-wide filters under each other
+    (the warning then escapes as a driver exception, and an "ignore" filter stays behind)."""
+
+    async def _show_warnings(self) -> None:
+        return
+
+
 class _Connection(Executor):
     dialect = MYSQL_DIALECT
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, stream: trio.SocketStream) -> None:
         self.conn = conn
+        self._stream = stream
 
     def close(self) -> None:
         """Close the socket now, without the QUIT message.
 
         trio-mysql's own close() calls a close() that trio's SocketStream does not have, and
-        swallows the error, leaking the socket; so close the underlying socket here."""
-        stream, self.conn._sock = self.conn._sock, None
+        swallows the error, leaking the socket; and when a statement fails or is cancelled
+        mid-read it does that and forgets the socket (`_sock = None`). So close the socket we
+        opened ourselves: a leaked one keeps the server-side session, with any open
+        transaction and its row locks, alive until garbage collection."""
+        self.conn._sock = None
         self.conn._closed = True
-        if stream is not None:
-            stream.socket.close()
+        self._stream.socket.close()
 
     async def execute(self, sql: str, params: Params = ()) -> Written:
         try:
-            with trio.fail_after(QUERY_TIMEOUT), warnings.catch_warnings():
-                # Server notes (e.g. INSERT IGNORE of a duplicate) arrive as Python warnings;
-                # they are expected outcomes here, not errors.
-                warnings.simplefilter("ignore", trio_mysql.err.Warning)
+            with trio.fail_after(QUERY_TIMEOUT):
                 async with self.conn.cursor() as cursor:
                     count = await cursor.execute(sql, tuple(params))
                     return Written(rowcount=count, lastrowid=cursor.lastrowid)
@@ -139,16 +154,25 @@ class MySQLDatabase(Database):
         conn = trio_mysql.connect(
             host=p.host, port=p.port, user=p.user, password=p.password, database=p.database,
             autocommit=True, use_unicode=True, charset="utf8mb4",
-            connect_timeout=CONNECT_TIMEOUT,
+            connect_timeout=CONNECT_TIMEOUT, cursorclass=_QuietCursor,
+            # An UPDATE's rowcount counts the rows it matched, as SQLite's does, not only those
+            # it changed (claim_room of a room the server already holds must say True).
+            client_flag=trio_mysql.constants.CLIENT.FOUND_ROWS,
         )
+        stream = None
         try:
             with trio.fail_after(CONNECT_TIMEOUT + 1):
-                await conn.connect()
-        except _CONNECTION_ERRORS as exc:
-            _Connection(conn).close()  # a half-open handshake leaves its socket behind
+                stream = await trio.open_tcp_stream(p.host, p.port)
+                stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                await conn.connect(sock=stream)
+        except BaseException as exc:
+            if stream is not None:
+                stream.socket.close()  # a half-open handshake leaves its socket behind
+            if not isinstance(exc, _CONNECTION_ERRORS):
+                raise
             message = f"cannot connect to MySQL at {p.host}:{p.port}: {exc}"
             raise StorageUnavailable(message) from exc
-        return _Connection(conn)
+        return _Connection(conn, stream)
 
     def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []

@@ -259,6 +259,10 @@ class Storage:
                           tags: Sequence[str], now: datetime) -> Post:
         """Tags are stored as given (the caller normalizes them); new ones are created."""
         async with self.db.transaction() as tx:
+            # Posts of one class are written one at a time (MySQL row lock): two posts
+            # creating the same new tags in different orders would otherwise deadlock.
+            await tx.fetch_all("SELECT id FROM classrooms WHERE id = %s" + tx.dialect.for_update,
+                               (classroom_id,))
             written = await tx.execute(
                 "INSERT INTO posts (classroom_id, author_id, title, body, created_at)"
                 " VALUES (%s, %s, %s, %s, %s)",
@@ -395,11 +399,11 @@ class Storage:
                          recipient_id=recipient_id, data=data, created_at=now)
 
     async def list_events(self, room_id: int, viewer_id: int, *, after: int = 0,
-                          limit: int = 1000, instructor_id: int | None = None,
+                          limit: int = 1000,
                           between: tuple[int, int] | None = None) -> list[RoomEvent]:
         """Events after seq `after` that `viewer_id` may see, oldest first: public ones and
         private ones they sent or received. `between` keeps only the private conversation of
-        two users."""
+        two users (the caller checks that the viewer is one of them)."""
         if between is not None:
             a, b = between
             where = ("((sender_id = %s AND recipient_id = %s)"
@@ -427,9 +431,18 @@ class Storage:
 
     # -- attendance ----------------------------------------------------------------------
 
+    async def _lock_room(self, tx: Executor, room_id: int) -> None:
+        """Take the room's row lock first (MySQL), so the room's attendance writes run one
+        at a time. Without it InnoDB deadlocks (error 1213) on concurrent joins and leaves
+        of one user: the duplicate INSERT IGNORE takes a shared lock that the UPDATE after
+        it must upgrade while another transaction waits for the row."""
+        await tx.fetch_all("SELECT id FROM rooms WHERE id = %s" + tx.dialect.for_update,
+                           (room_id,))
+
     async def attendance_join(self, room_id: int, user_id: int, now: datetime) -> None:
         """One more open connection of this user to the room."""
         async with self.db.transaction() as tx:
+            await self._lock_room(tx, room_id)
             await tx.execute(
                 f"{tx.dialect.insert_ignore} INTO attendance (room_id, user_id, first_join,"
                 " last_join, last_leave, seconds_connected, open_connections)"
@@ -447,6 +460,7 @@ class Storage:
     async def attendance_leave(self, room_id: int, user_id: int, now: datetime) -> None:
         """One open connection fewer; the time connected grows when the last one closes."""
         async with self.db.transaction() as tx:
+            await self._lock_room(tx, room_id)
             await self._leave(tx, room_id, user_id, now, close_all=False)
 
     async def _leave(self, tx: Executor, room_id: int, user_id: int, now: datetime, *,
@@ -474,6 +488,7 @@ class Storage:
         """After a chat server restarts, its rooms' connections are all gone."""
         for room_id in rooms:
             async with self.db.transaction() as tx:
+                await self._lock_room(tx, room_id)
                 rows = await tx.fetch_all(
                     "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
                     + tx.dialect.for_update, (room_id,))
@@ -496,13 +511,11 @@ class Storage:
     async def set_state(self, room_id: int, user_id: int, name: str, value: str,
                         now: datetime) -> None:
         """Replace one value (user 0: the room's own)."""
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "DELETE FROM room_state WHERE room_id = %s AND name = %s AND user_id = %s",
-                (room_id, name, user_id))
-            await tx.execute(
-                "INSERT INTO room_state (room_id, user_id, name, value, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s)", (room_id, user_id, name, value, now))
+        # One statement (both dialects know REPLACE): a DELETE then INSERT transaction
+        # deadlocks on MySQL when several users set a first value at once (gap locks).
+        await self.db.execute(
+            "REPLACE INTO room_state (room_id, user_id, name, value, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s)", (room_id, user_id, name, value, now))
 
     async def clear_state(self, room_id: int, name: str) -> None:
         """Forget a value for every user of the room."""
