@@ -57,16 +57,15 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
 
 async def _start_listeners(config: Config, services: Services, nursery: trio.Nursery
                            ) -> tuple[dict[str, int | None], list[Callable[[], None]]]:
-    # Start-up code is the one place allowed to import web/ and chat/.
-    from chat import ChatServer
-    from protocol import HTTPServer
-    from web import Site
-
+    # Start-up code is the one place allowed to import web/ and chat/; each only when its
+    # listener runs, so an app-only server never loads the chat code and vice versa.
     ports: dict[str, int | None] = {"http": None, "chat": None}
     stoppers: list[Callable[[], None]] = []
     chat_server = None
     chat_url = config.chat_url
     if config.chat is not None:
+        from chat import ChatServer
+
         host, port = config.chat
         chat_server = ChatServer(services, server_name=config.server_name)
         ports["chat"] = await nursery.start(chat_server.serve, host, port)
@@ -74,6 +73,9 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         stoppers.append(chat_server.begin_shutdown)
         print(f"classroom: chat on {chat_url}", flush=True)
     if config.http is not None:
+        from protocol import HTTPServer
+        from web import Site
+
         host, port = config.http
         site = Site(services, chat_url=chat_url, secure_cookies=config.secure_cookies)
         http_server = HTTPServer(site.handler, error_page=site.error_page)
