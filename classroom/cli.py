@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--server", default=f"http://{DEFAULT_HTTP}",
                       help="the app server's URL (default http://127.0.0.1:8000)")
     chat.add_argument("--user", help="username (asked when missing)")
+    chat.add_argument("--chat", metavar="URL", dest="chat_url",
+                      help="the chat server's WebSocket URL, e.g. ws://host:8001/ws"
+                           " (default: what the server's /api/v1/healthz says, else"
+                           " the server's host on port 8001)")
     return parser
 
 
@@ -62,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "chat":
         from chat.terminal import run_terminal_client  # start-up code may import chat/
 
-        return int(run_terminal_client(args.server, args.user))
+        return int(run_terminal_client(args.server, args.user, args.chat_url))
     try:
         config = _config(args)
     except ValueError as exc:
