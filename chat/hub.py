@@ -91,7 +91,12 @@ class RoomHub:
     async def _load(self, access: RoomAccess) -> LiveRoom:
         live = self._rooms.get(access.room.id)
         if live is None:
-            room = access.room
+            # Read afresh: the room may have been unloaded (last member gone) after events
+            # newer than `access` was read; a stale last_seq would skip them on replay.
+            room = await self._services.storage.get_room(access.room.id) or access.room
+            live = self._rooms.get(room.id)  # loaded by someone else meanwhile?
+            if live is not None:
+                return live
             live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq)
             self._rooms[room.id] = live
             await self._services.storage.claim_room(room.id, self.server_name,
@@ -104,17 +109,22 @@ class RoomHub:
                      ref: int | None, answer: str) -> None:
         """Join (or resume) a room: the answer, then stored history after `after`, then
         live events."""
-        live = await self._load(access)
-        room_id = live.id
+        room_id = access.room.id
         if room_id in client.rooms:
+            # First, so that leaving cannot unload the very LiveRoom we are about to join.
             await self.detach(room_id, client, announce=False)
         user = client.user
-        async with live.lock:
-            first_connection = user.id not in live.by_user
-            live.by_user.setdefault(user.id, set()).add(client)
-            joined = Joined(access=access, pending=[])
-            client.rooms[room_id] = joined
-            upto = live.last_seq
+        while True:
+            live = await self._load(access)
+            async with live.lock:
+                if self._rooms.get(room_id) is not live:
+                    continue  # unloaded while we waited for the lock: load it again
+                first_connection = user.id not in live.by_user
+                live.by_user.setdefault(user.id, set()).add(client)
+                joined = Joined(access=access, pending=[])
+                client.rooms[room_id] = joined
+                upto = live.last_seq
+            break
         client.send(answer, await self._join_answer(live, access, client), ref=ref)
         if first_connection:
             self._presence(live, user, online=True)
@@ -199,14 +209,19 @@ class RoomHub:
         payload = {"room_id": live.id, "from": {"id": sender.id, "name": sender.display_name},
                    **data}
         async with live.lock:
-            now_text = time_view(self._services.clock())
-            stored = await self._services.rooms.append(
-                live.id, event, sender.id, recipient_id, encode_data({**payload, "at": now_text}))
-            live.last_seq = stored.seq
-            if after_store is not None:
-                await after_store()
-            only = None if recipient_id is None else (sender.id, recipient_id)
-            live.deliver(frame_of(stored), only=only)
+            # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
+            # removed or times out mid-store must not leave an event stored but unsent, a
+            # gap live members would only see after a resume.
+            with trio.CancelScope(shield=True):
+                now_text = time_view(self._services.clock())
+                stored = await self._services.rooms.append(
+                    live.id, event, sender.id, recipient_id,
+                    encode_data({**payload, "at": now_text}))
+                live.last_seq = stored.seq
+                if after_store is not None:
+                    await after_store()
+                only = None if recipient_id is None else (sender.id, recipient_id)
+                live.deliver(frame_of(stored), only=only)
         return stored
 
     def forget(self, room_id: int) -> None:

@@ -53,6 +53,7 @@ class Outbox:
         self.overflowed = False
         self.closed = False
         self.broken: OSError | None = None
+        self._draining = False  # drain() is running: it writes what is queued
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -70,7 +71,7 @@ class Outbox:
     def push(self, frame: bytes, *, control: bool = False) -> bool:
         """Send or queue a frame without waiting. False when the outbox is done for: on
         overflow (not for `control` frames, which are tiny and few), breakage or close."""
-        if self.overflowed or self.closed or self.broken is not None:
+        if self.closed or self.broken is not None or (self.overflowed and not control):
             return False
         if not control and (len(self._queue) >= self._max_frames
                             or self._queued_bytes + len(frame) > self._max_bytes):
@@ -112,6 +113,8 @@ class Outbox:
         # Keep only a partly written frame's tail, so the close frame can follow at once on a
         # well-formed stream; the rest the client will fetch again when it resumes.
         keep = self._queue[0] if self._queue and self._head_partial else None
+        # Dropped bytes count as done, so nobody waits for them (send_control's marks).
+        self._written += self._queued_bytes - (len(keep) if keep is not None else 0)
         self._queue.clear()
         self._queued_bytes = 0
         if keep is not None:
@@ -141,12 +144,27 @@ class Outbox:
         while self._written < mark:
             if self.closed or self.broken is not None:
                 raise trio.BrokenResourceError("connection lost") from self.broken
-            await self._progress.park()
+            if self._draining or self._fd is None:
+                await self._progress.park()
+            else:
+                # The writer task is gone (the connection is closing, e.g. after an
+                # overflow): write the close frame (behind a partial frame's tail) ourselves.
+                await trio.lowlevel.wait_writable(self._fd)
+                if self._fd is not None and self._queue:
+                    self._write_batch()
 
     async def drain(self) -> None:
         """Write queued bytes as the socket allows, until the connection ends.
         Raises Overflow when the client fell behind; returns when the outbox is closed;
         raises trio.BrokenResourceError when the socket fails."""
+        self._draining = True
+        try:
+            await self._drain()
+        finally:
+            self._draining = False
+            self._progress.unpark_all()  # a waiting send_control writes for itself now
+
+    async def _drain(self) -> None:
         while True:
             while not self._queue or self._fd is None:
                 if self.broken is not None:

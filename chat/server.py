@@ -21,7 +21,7 @@ from classroom import Services
 from classroom.errors import ClassroomError
 from protocol import parse_cookie_header
 from protocol.envelope import EnvelopeError, parse_envelope
-from storage import User
+from storage import StorageError, User
 
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .handlers import Dispatcher
@@ -119,12 +119,14 @@ class ChatServer:
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                self._clients.discard(client)
-                if self._shutdown.is_set() and not self._clients:
-                    self._all_gone.set()
                 await self._hub.disconnected(client)
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await ws.aclose(client.close_code, client.close_reason or None)
+                # Only now: shutdown cancels the connection tasks once all are gone, and
+                # the closing handshake above needs trio-websocket's reader task.
+                self._clients.discard(client)
+                if self._shutdown.is_set() and not self._clients:
+                    self._all_gone.set()
 
     async def _admit(self, request: WebSocketRequest) -> User | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
@@ -178,13 +180,23 @@ class ChatServer:
             except Overflow:
                 client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
                 return
+            except StorageError:  # one not translated on its way up: still an outage
+                client.error("unavailable", "the database is unavailable; the event may not "
+                             "have been stored", ref=envelope.ref)
+            except Exception:
+                # A bug must cost this event, not every connection of the server (an
+                # exception leaving this task would cancel the whole listener).
+                log.exception("event %r from user %s failed", envelope.event, client.user.id)
+                client.error("internal", "the server failed to handle this event",
+                             ref=envelope.ref)
 
     async def _write(self, client: Client) -> None:
         try:
             await client.outbox.drain()
         except Overflow:
             client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
-        except trio.BrokenResourceError:
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # Closed: trio-websocket closed the socket while we waited to write to it.
             client.scope.cancel()
         else:
             client.scope.cancel()

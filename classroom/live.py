@@ -180,7 +180,7 @@ def _step(item: object, index: int) -> dict[str, str]:
     if not isinstance(item, dict):
         raise Invalid(f"step {index} must be an object {{name, content, language, type}}")
     kind = item.get("type", "theory")
-    if kind not in STEP_TYPES:
+    if not isinstance(kind, str) or kind not in STEP_TYPES:
         raise Invalid(f"step {index}: type must be one of {', '.join(sorted(STEP_TYPES))}")
     return {
         "name": _text(item, "name", MAX_STEP_NAME),

@@ -75,7 +75,9 @@ class Rooms:
         role = await self._classes.role_of(user, room.classroom_id) if room else None
         check(role, action, what="room")
         assert room is not None and role is not None
-        if role == Role.STUDENT and await self._storage.is_banned(room_id, user.id):
+        # A removal lasts as long as the session: its history is readable once it ended.
+        if (role == Role.STUDENT and room.is_open
+                and await self._storage.is_banned(room_id, user.id)):
             raise Forbidden("the instructor removed you from this room")
         classroom = await self._storage.get_classroom(room.classroom_id)
         if classroom is None:
@@ -129,9 +131,13 @@ class Rooms:
     async def append(self, room_id: int, event: str, sender_id: int, recipient_id: int | None,
                      data: str) -> RoomEvent:
         """Store an event (already authorized and validated by the caller) under the room's
-        next seq."""
-        return await self._storage.append_event(room_id, event, sender_id, recipient_id, data,
-                                                self._now())
+        next seq. Invalid once the room has ended, wherever it was ended (a chat server's
+        copy of the room may predate an end from the web)."""
+        stored = await self._storage.append_event(room_id, event, sender_id, recipient_id,
+                                                  data, self._now())
+        if stored is None:
+            raise Invalid("this room has ended; its history stays readable")
+        return stored
 
     @translate_storage_errors
     async def kick(self, access: RoomAccess, target_id: int) -> None:

@@ -37,6 +37,17 @@ class Envelope:
     ref: int | None = None
 
 
+_TOO_LARGE: Final = f"frames are limited to {MAX_FRAME_BYTES} bytes"
+
+
+def _too_large(frame: str) -> bool:
+    """Over the limit in UTF-8 bytes (a character is 1 to 4 of them)."""
+    if len(frame) > MAX_FRAME_BYTES:
+        return True
+    return (len(frame) * 4 > MAX_FRAME_BYTES
+            and len(frame.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES)
+
+
 def _ref(raw: object) -> int | None:
     if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_REF:
         return raw
@@ -47,16 +58,21 @@ def parse_envelope(frame: str | bytes) -> Envelope:
     """Raises EnvelopeError (code `bad_frame`, `too_large` or `bad_event`)."""
     if isinstance(frame, bytes):
         raise EnvelopeError("bad_frame", "send JSON in text frames, not binary ones")
-    if len(frame) > MAX_FRAME_BYTES:
-        raise EnvelopeError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    # The WebSocket layer already capped the frame at a few MiB; parsing it before the size
+    # check lets an oversized frame be refused with its ref, so the client knows which.
     try:
         obj = json.loads(frame)
     except (ValueError, RecursionError) as exc:
+        if _too_large(frame):
+            raise EnvelopeError("too_large", _TOO_LARGE) from exc
         raise EnvelopeError("bad_frame", f"not JSON: {exc}") from exc
     if not isinstance(obj, dict):
-        raise EnvelopeError("bad_frame", "a frame must be a JSON object")
+        raise EnvelopeError("too_large" if _too_large(frame) else "bad_frame",
+                            _TOO_LARGE if _too_large(frame) else "a frame must be a JSON object")
     raw_ref = obj.get("ref")
     ref = _ref(raw_ref)
+    if _too_large(frame):
+        raise EnvelopeError("too_large", _TOO_LARGE, ref)
     if raw_ref is not None and ref is None:
         raise EnvelopeError("bad_frame", f"ref must be an integer from 0 to {MAX_REF}")
     event = obj.get("event")

@@ -381,12 +381,17 @@ class Storage:
         return written.rowcount == 1
 
     async def append_event(self, room_id: int, event: str, sender_id: int,
-                           recipient_id: int | None, data: str, now: datetime) -> RoomEvent:
-        """Store one event under the room's next seq."""
+                           recipient_id: int | None, data: str, now: datetime
+                           ) -> RoomEvent | None:
+        """Store one event under the room's next seq; None (nothing stored) when the room
+        has ended or does not exist, checked in the same statement that takes the seq."""
         async with self.db.transaction() as tx:
             # The row lock taken by this UPDATE orders concurrent appends to one room.
-            await tx.execute("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = %s",
-                             (room_id,))
+            written = await tx.execute(
+                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = %s AND ended_at IS NULL",
+                (room_id,))
+            if written.rowcount != 1:
+                return None
             row = await tx.fetch_one("SELECT last_seq FROM rooms WHERE id = %s", (room_id,))
             if row is None:
                 raise StorageError(f"no room {room_id}")

@@ -1,25 +1,64 @@
-"""A real chat server (and its database) in-process, and real WebSocket clients for it."""
+"""A real chat server (and its database) in-process, and real WebSocket clients for it.
+
+`chat_world(db_url)` runs a ChatServer on port 0 over a fresh schema; `world.connect(person)`
+opens a trio-websocket client (`Peer`) that speaks the envelope protocol and keeps a log of
+every frame it received, so a test can ask afterwards what reached whom.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 import attrs
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    open_websocket_url,
+    wrap_client_stream,
+)
 
 from chat import ChatServer
 from classroom import Services
-from storage import Classroom, User, open_storage
+from classroom.accounts import _HASHER, SESSION_LIFETIME, hash_token
+from classroom.clock import Clock
+from storage import Classroom, Room, User, open_storage
+
+ORIGIN: Final = "http://site.example"
+# One argon2 hash for every test user: sign-up's hashing is the slow part of making people.
+_PASSWORD: Final = "password123"
+_PASSWORD_HASH: Final = _HASHER.hash(_PASSWORD)
+
+Frame = dict[str, Any]
+
+
+@attrs.define
+class ManualClock:
+    """A clock the test moves by hand: attendance times become exact."""
+
+    now: datetime = datetime(2026, 3, 2, 9, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 @attrs.define
 class Person:
     user: User
     token: str
+
+    @property
+    def id(self) -> int:
+        return self.user.id
 
 
 @attrs.define
@@ -28,36 +67,138 @@ class ChatWorld:
     server: ChatServer
     port: int
     nursery: trio.Nursery
+    stopped: trio.Event  # set when ChatServer.serve has returned
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    # -- people, classes, rooms ----------------------------------------------------------
+
     async def person(self, name: str) -> Person:
-        signed = await self.services.accounts.sign_up(name, name.title(), "password123")
+        """A signed-in user, made straight in storage (same rows sign-up writes)."""
+        storage = self.services.storage
+        now = self.services.clock()
+        user = await storage.create_user(name, name.title(), _PASSWORD_HASH, now)
+        token = secrets.token_urlsafe(32)
+        await storage.create_auth_session(hash_token(token), user.id, now, now + SESSION_LIFETIME)
+        return Person(user, token)
+
+    async def signed_up(self, name: str) -> Person:
+        """A user through the real sign-up path (argon2 and all)."""
+        signed = await self.services.accounts.sign_up(name, name.title(), _PASSWORD)
         return Person(signed.user, signed.token)
 
-    async def classroom(self, instructor: Person, *students: Person) -> Classroom:
-        classroom = await self.services.classes.create(instructor.user, "Networks")
+    async def classroom(self, instructor: Person, *students: Person,
+                        name: str = "Networks") -> Classroom:
+        classroom = await self.services.classes.create(instructor.user, name)
         for student in students:
             await self.services.classes.join(student.user, classroom.join_code)
         return classroom
 
+    async def live_room(self, instructor: Person, classroom: Classroom) -> Room:
+        return await self.services.rooms.open(instructor.user, classroom.id, "live")
+
+    async def room(self, room_id: int) -> Room:
+        room = await self.services.storage.get_room(room_id)
+        assert room is not None
+        return room
+
+    async def last_seq(self, room_id: int) -> int:
+        return (await self.room(room_id)).last_seq
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _headers(self, person: Person | None, auth: str, origin: str | None,
+                 extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+        headers: list[tuple[str, str]] = []
+        if person is not None and auth == "bearer":
+            headers.append(("Authorization", f"Bearer {person.token}"))
+        elif person is not None and auth == "cookie":
+            headers.append(("Cookie", f"theme=dark; classroom_session={person.token}"))
+        if origin is not None:
+            headers.append(("Origin", origin))
+        headers += list(extra.items())
+        return [(k.encode(), v.encode()) for k, v in headers]
+
     @asynccontextmanager
-    async def connect(self, person: Person, **headers: str) -> AsyncIterator[Peer]:
-        extra = [("Authorization", f"Bearer {person.token}")]
-        extra += [(k.replace("_", "-"), v) for k, v in headers.items()]
-        async with open_websocket_url(self.url, extra_headers=[
-                (k.encode(), v.encode()) for k, v in extra]) as ws:
-            yield Peer(ws)
+    async def connect(self, person: Person | None, *, auth: str = "bearer",
+                      origin: str | None = None, path: str = "/ws",
+                      queue: int = 64, **headers: str) -> AsyncIterator[Peer]:
+        """A trio-websocket client. `queue` is its receive queue (frames read off the socket
+        ahead of get_message)."""
+        url = f"ws://127.0.0.1:{self.port}{path}"
+        async with open_websocket_url(
+                url, extra_headers=self._headers(person, auth, origin, headers),
+                message_queue_size=queue, max_message_size=8 * 1024 * 1024) as ws:
+            try:
+                yield Peer(ws, person)
+            finally:
+                stream: Any = ws
+        # trio-websocket's client leaves its socket open when the server closed first
+        # without waiting for the closing handshake (e.g. 1009): a ResourceWarning later.
+        await stream._stream.aclose()
+
+    @asynccontextmanager
+    async def connect_stalled(self, person: Person, *, rcvbuf: int = 4096
+                              ) -> AsyncIterator[Peer]:
+        """A client on a socket with a tiny receive buffer whose owner does not read until it
+        decides to: the server's writes to it back up after a few frames."""
+        sock = trio.socket.socket()
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, rcvbuf)
+        await sock.connect(("127.0.0.1", self.port))
+        stream = trio.SocketStream(sock)
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(
+                nursery, stream, "127.0.0.1", "/ws", message_queue_size=1,
+                max_message_size=8 * 1024 * 1024,
+                extra_headers=self._headers(person, "bearer", None, {}))
+            peer = Peer(ws, person)
+            peer.sock = sock
+            try:
+                yield peer
+            finally:
+                with trio.move_on_after(2):
+                    await ws.aclose()
+                await stream.aclose()
+                nursery.cancel_scope.cancel()
+
+    async def handshake_status(self, person: Person | None, *, auth: str = "bearer",
+                               origin: str | None = None, path: str = "/ws") -> int:
+        """101 when the server accepts the WebSocket, else the HTTP status it refused with;
+        0 when nothing listens. (On our own stream: trio-websocket's client leaves a refused
+        one's socket open.)"""
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+        except OSError:
+            return 0
+        status = 101
+        try:
+            async with trio.open_nursery() as nursery:
+                ws = await wrap_client_stream(
+                    nursery, stream, "127.0.0.1", path,
+                    extra_headers=self._headers(person, auth, origin, {}))
+                await ws.aclose()
+                nursery.cancel_scope.cancel()
+        except* ConnectionRejected as refused:
+            exc = refused.exceptions[0]
+            assert isinstance(exc, ConnectionRejected)
+            status = exc.status_code
+        finally:
+            await stream.aclose()
+        return status
 
 
 class Peer:
-    """A WebSocket client that speaks the envelope protocol."""
+    """A WebSocket client that speaks the envelope protocol. Every frame it receives is kept
+    in `log`, in order."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, person: Person | None) -> None:
         self.ws = ws
+        self.person = person
+        self.log: list[Frame] = []
         self._ref = 0
+        self.sock: trio.socket.SocketType | None = None  # connect_stalled's raw socket
 
     async def send(self, event: str, data: dict[str, Any] | None = None,
                    ref: int | None = None) -> int:
@@ -68,13 +209,16 @@ class Peer:
                                                "ref": ref}))
         return ref
 
-    async def receive(self) -> dict[str, Any]:
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send_message(frame)
+
+    async def receive(self) -> Frame:
         frame = await self.ws.get_message()
-        value: dict[str, Any] = json.loads(frame)
+        value: Frame = json.loads(frame)
+        self.log.append(value)
         return value
 
-    async def expect(self, event: str, *, skip: tuple[str, ...] = ("presence",)
-                     ) -> dict[str, Any]:
+    async def expect(self, event: str, *, skip: tuple[str, ...] = ("presence",)) -> Frame:
         """The next frame that is not in `skip`; it must be `event`."""
         while True:
             frame = await self.receive()
@@ -83,31 +227,92 @@ class Peer:
             assert frame["event"] == event, frame
             return frame
 
-    async def request(self, event: str, data: dict[str, Any] | None = None,
-                      answer: str = "ack") -> dict[str, Any]:
-        """Send and wait for the answer carrying our ref (other frames are skipped)."""
-        ref = await self.send(event, data)
+    async def wait_for(self, match: Callable[[Frame], bool]) -> Frame:
+        """Read until a frame matches (the ones before stay in the log)."""
         while True:
             frame = await self.receive()
-            if frame.get("ref") == ref:
-                assert frame["event"] == answer, frame
+            if match(frame):
                 return frame
 
-    async def join(self, room_id: int, after: int | None = None) -> dict[str, Any]:
+    async def next(self, event: str) -> Frame:
+        """Read until a frame of this event (the ones before stay in the log)."""
+        return await self.wait_for(lambda f: f["event"] == event)
+
+    async def have(self, match: Callable[[Frame], bool]) -> Frame:
+        """The first frame in the log that matches, reading more until one does."""
+        for frame in self.log:
+            if match(frame):
+                return frame
+        return await self.wait_for(match)
+
+    async def answer(self, ref: int) -> Frame:
+        """Read until the frame that answers `ref` (ack, error or a named answer)."""
+        return await self.wait_for(lambda f: f.get("ref") == ref)
+
+    async def call(self, event: str, data: dict[str, Any] | None = None) -> Frame:
+        """Send and return the answer, whatever it is."""
+        return await self.answer(await self.send(event, data))
+
+    async def request(self, event: str, data: dict[str, Any] | None = None,
+                      answer: str = "ack") -> Frame:
+        """Send; the answer must be `answer` (not an error)."""
+        frame = await self.call(event, data)
+        assert frame["event"] == answer, frame
+        return frame
+
+    async def refused(self, event: str, data: dict[str, Any] | None = None) -> str:
+        """Send; the answer must be an error: returns its code."""
+        frame = await self.call(event, data)
+        assert frame["event"] == "error", frame
+        return str(frame["data"]["code"])
+
+    async def sync(self) -> list[Frame]:
+        """Round trip an event the server refuses without side effects: every frame queued
+        for this client before it has then been read. Returns the frames read meanwhile."""
+        start = len(self.log)
+        frame = await self.call("harness/sync")
+        assert frame["event"] == "error" and frame["data"]["code"] == "invalid", frame
+        return self.log[start:-1]
+
+    async def join(self, room_id: int, after: int | None = None,
+                   event: str = "room/join") -> Frame:
         data: dict[str, Any] = {"room_id": room_id}
         if after is not None:
             data["after"] = after
-        return await self.request("room/join", data, answer="room/join")
+        return await self.request(event, data, answer="room/join")
+
+    async def closed(self) -> int | None:
+        """Read (into the log) until the server closes; the close code."""
+        try:
+            while True:
+                await self.receive()
+        except ConnectionClosed as exc:
+            return None if exc.reason is None else int(exc.reason.code)
+
+    def seen(self, event: str) -> list[Frame]:
+        return [f for f in self.log if f["event"] == event]
+
+    def texts(self) -> list[str]:
+        return [f["data"]["text"] for f in self.log if "text" in f.get("data", {})]
 
 
 @asynccontextmanager
-async def chat_world(db_url: str) -> AsyncIterator[ChatWorld]:
+async def chat_world(db_url: str, *, clock: Clock | None = None,
+                     **server_options: Any) -> AsyncIterator[ChatWorld]:
+    """`server_options` go to ChatServer (outbox_frames=, outbox_bytes=, ...)."""
     async with open_storage(db_url) as storage:
         await storage.init_schema()
-        services = Services.build(storage)
-        server = ChatServer(services)
+        services = Services.build(storage) if clock is None else Services.build(storage,
+                                                                                clock=clock)
+        server = ChatServer(services, **server_options)
+        stopped = trio.Event()
+
+        async def serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            await server.serve("127.0.0.1", 0, task_status=task_status)
+            stopped.set()
+
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(server.serve, "127.0.0.1", 0)
-            server.allowed_origins.add("http://site.example")
-            yield ChatWorld(services, server, port, nursery)
+            port = await nursery.start(serve)
+            server.allowed_origins.add(ORIGIN)
+            yield ChatWorld(services, server, port, nursery, stopped)
             server.begin_shutdown()

@@ -15,7 +15,6 @@ from storage import (
     DuplicateKey,
     Room,
     Storage,
-    StorageError,
     TagCount,
     User,
 )
@@ -567,6 +566,7 @@ async def test_append_event_seqs_count_up_per_room_independently(storage: Storag
         seqs = []
         for room in (one, two, one, one, two):
             event = await storage.append_event(room.id, "chat", teacher.id, None, "{}", T0)
+            assert event is not None
             seqs.append((room.id, event.seq))
         assert seqs == [(one.id, 1), (two.id, 1), (one.id, 2), (one.id, 3), (two.id, 2)]
         fetched = await storage.get_room(one.id)
@@ -581,6 +581,7 @@ async def test_fifty_concurrent_appends_get_seqs_1_to_50(storage: Storage) -> No
 
         async def append(i: int) -> None:
             event = await storage.append_event(room.id, "chat", teacher.id, None, str(i), T0)
+            assert event is not None
             seqs.append(event.seq)
 
         async with trio.open_nursery() as nursery:
@@ -592,12 +593,23 @@ async def test_fifty_concurrent_appends_get_seqs_1_to_50(storage: Storage) -> No
         assert sorted(int(e.data) for e in stored) == list(range(50))
 
 
-async def test_append_event_to_missing_room_raises_and_writes_nothing(storage: Storage) -> None:
+async def test_append_event_to_missing_room_stores_nothing(storage: Storage) -> None:
     with trio.fail_after(10):
         teacher, _, room = await new_room(storage)
-        with pytest.raises(StorageError):
-            await storage.append_event(room.id + 100, "chat", teacher.id, None, "{}", T0)
+        assert await storage.append_event(room.id + 100, "chat", teacher.id, None, "{}",
+                                          T0) is None
         assert await count_rows(storage, "room_events") == 0
+
+
+async def test_append_event_to_ended_room_stores_nothing(storage: Storage) -> None:
+    with trio.fail_after(10):
+        teacher, _, room = await new_room(storage)
+        assert await storage.append_event(room.id, "chat", teacher.id, None, "{}", T0)
+        assert await storage.end_room(room.id, T0)
+        assert await storage.append_event(room.id, "chat", teacher.id, None, "{}", T0) is None
+        assert await count_rows(storage, "room_events") == 1
+        fetched = await storage.get_room(room.id)
+        assert fetched is not None and fetched.last_seq == 1
 
 
 async def test_event_round_trips_exactly(storage: Storage) -> None:

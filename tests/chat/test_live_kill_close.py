@@ -1,0 +1,142 @@
+"""room/kill (the instructor removes a student) and room/close (the session ends)."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.chat.harness import Peer, chat_world
+
+
+def presence_of(peer: Peer, user_id: int) -> list[bool]:
+    return [f["data"]["online"] for f in peer.seen("presence")
+            if f["data"]["user_id"] == user_id]
+
+
+async def test_kill_removes_the_student_until_the_session_ends(db_url: str) -> None:
+    with trio.fail_after(15):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            bob = await world.person("bob")
+            classroom = await world.classroom(teacher, ann, bob)
+            room = await world.live_room(teacher, classroom)
+            rid = room.id
+            async with (world.connect(teacher) as t, world.connect(ann) as a1,
+                        world.connect(ann) as a2, world.connect(bob) as b):
+                for peer in (t, a1, a2, b):
+                    await peer.join(rid)
+                await t.request("message", {"room_id": rid, "text": "welcome"})
+
+                await t.request("room/kill", {"room_id": rid, "user_id": ann.id})
+                for tab in (a1, a2):  # every tab of the student
+                    kill = await tab.have(lambda f: f["event"] == "room/kill")
+                    assert kill["data"]["room_id"] == rid
+                    assert kill["data"]["user_id"] == ann.id
+                for peer in (t, b):
+                    await peer.sync()
+                    assert presence_of(peer, ann.id)[-1] is False
+
+                # Gone from the room: its events no longer reach them...
+                await t.request("message", {"room_id": rid, "text": "after the kick"})
+                await b.have(lambda f: f["data"].get("text") == "after the kick")
+                for tab in (a1, a2):
+                    after = await tab.sync()
+                    assert not [f for f in after if "seq" in f or f["event"] == "presence"]
+                # ...they cannot send to it or come back, on this connection or a new one...
+                assert await a1.refused("message", {"room_id": rid, "text": "hey"}) == "not_found"
+                assert await a1.refused("room/join", {"room_id": rid}) == "forbidden"
+                assert await a2.refused("room/rejoin", {"room_id": rid, "after": 0}) == "forbidden"
+                async with world.connect(ann) as a3:
+                    assert await a3.refused("room/join", {"room_id": rid}) == "forbidden"
+                # ...and everyone sees them offline.
+                async with world.connect(teacher) as t2:
+                    answer = await t2.join(rid)
+                    members = {m["id"]: m for m in answer["data"]["members"]}
+                    assert members[ann.id]["online"] is False
+                    assert members[bob.id]["online"] is True
+                _, records = await world.services.rooms.attendance(teacher.user, rid)
+                assert {r.user.id: r.open_connections for r in records}[ann.id] == 0
+                # The instructor cannot be removed; another class's user is not found.
+                assert await b.refused("room/kill", {"room_id": rid, "user_id": bob.id}) == (
+                    "forbidden")
+                assert await t.refused("room/kill", {"room_id": rid, "user_id": 999}) == (
+                    "not_found")
+
+                await t.request("room/close", {"room_id": rid})
+                # Once the session is over its history is readable again, read-only.
+                answer = await a1.join(rid, after=0)
+                assert answer["data"]["room"]["open"] is False
+                history = await a1.sync()
+                assert [f["data"].get("text") for f in history if f["event"] == "message"] == [
+                    "welcome", "after the kick"]
+                assert await a1.refused("message", {"room_id": rid, "text": "x"}) == "invalid"
+
+
+async def test_close_ends_the_room_for_everyone(db_url: str) -> None:
+    with trio.fail_after(15):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            bob = await world.person("bob")
+            classroom = await world.classroom(teacher, ann, bob)
+            room = await world.live_room(teacher, classroom)
+            rid = room.id
+            async with (world.connect(teacher) as t, world.connect(ann) as a,
+                        world.connect(bob) as b):
+                for peer in (t, a, b):
+                    await peer.join(rid)
+                await a.request("message", {"room_id": rid, "text": "bye"})
+                await a.request("message/to_mentor", {"room_id": rid, "text": "thanks"})
+                assert await a.refused("room/close", {"room_id": rid}) == "forbidden"
+
+                await t.request("room/close", {"room_id": rid})
+                closed_seq = await world.last_seq(rid)
+                for peer in (t, a, b):
+                    closed = await peer.have(lambda f: f["event"] == "room/closed")
+                    assert closed["seq"] == closed_seq == 3
+                    assert closed["data"]["room_id"] == rid
+                assert (await world.room(rid)).ended_at is not None
+                assert await world.services.rooms.current_session(classroom.id) is None
+
+                # No more events in it, whatever the client tries.
+                assert await a.refused("message", {"room_id": rid, "text": "late"}) in (
+                    "not_found", "invalid")
+                answer = await b.join(rid, after=0)
+                assert answer["data"]["room"]["open"] is False
+                history = await b.sync()
+                assert [(f["event"], f["seq"]) for f in history if "seq" in f] == [
+                    ("message", 1), ("room/closed", 3)]
+                assert await b.refused("message", {"room_id": rid, "text": "late"}) == "invalid"
+                assert await b.refused("signal", {"room_id": rid, "value": "HELP"}) == "invalid"
+                await t.join(rid)
+                assert await t.refused("room/close", {"room_id": rid}) == "invalid"
+                assert await t.refused("exercise", {"room_id": rid, "content": "x"}) == "invalid"
+                assert await world.last_seq(rid) == closed_seq
+                # The private history stays private.
+                got = await t.request("message/user", {"room_id": rid, "user_id": ann.id},
+                                      answer="message/user")
+                assert [m["data"]["text"] for m in got["data"]["messages"]] == ["thanks"]
+                # A new session can start.
+                made = await t.request("room/create", {"classroom_id": classroom.id,
+                                                       "kind": "live"}, answer="room/update")
+                assert made["data"]["room"]["open"] is True
+
+
+async def test_session_ended_elsewhere_takes_no_more_events(db_url: str) -> None:
+    """The instructor ends the session from the web page (Rooms.end, as POST
+    /api/v1/sessions/{id}/end does) while members are connected to this chat server."""
+    with trio.fail_after(10):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            classroom = await world.classroom(teacher, ann)
+            room = await world.live_room(teacher, classroom)
+            async with world.connect(teacher) as t, world.connect(ann) as a:
+                await t.join(room.id)
+                await a.join(room.id)
+                await a.request("message", {"room_id": room.id, "text": "before"})
+                await world.services.rooms.end(teacher.user, room.id)
+                ended = await world.last_seq(room.id)
+                await a.call("message", {"room_id": room.id, "text": "after"})
+                await a.call("signal", {"room_id": room.id, "value": "HELP"})
+                assert await world.last_seq(room.id) == ended
