@@ -28,10 +28,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import cpu_seconds, percentile, report, server_process  # noqa: E402
-from classroom.accounts import _HASHER, hash_token  # noqa: E402
-from classroom.clock import utcnow  # noqa: E402
-from storage import open_storage  # noqa: E402
+from benchmarks.common import cpu_seconds, percentile, report, server_process
+from classroom.accounts import _HASHER, hash_token
+from classroom.clock import utcnow
+from storage import open_storage
 
 PROBES = 20
 WINDOW = 8

@@ -14,8 +14,10 @@ from typing import Any, Final
 import attrs
 
 from classroom.posts import PAGE_SIZE
+from classroom.rooms import DISCUSSION, HISTORY_PAGE, LIVE
 from classroom.rules import Role
 from classroom.services import Services
+from classroom.views import attendance_view, event_view, room_view
 from protocol import Handler, Request, Response, Router
 
 from . import serialize
@@ -46,9 +48,11 @@ ApiHandler = Callable[[Call], Awaitable[Response]]
 
 
 class Api:
-    def __init__(self, services: Services, sessions: Sessions) -> None:
+    def __init__(self, services: Services, sessions: Sessions, *, chat_url: str | None
+                 ) -> None:
         self._services = services
         self._sessions = sessions
+        self._chat_url = chat_url
 
     def mount(self, router: Router) -> None:
         routes: list[tuple[str, str, ApiHandler]] = [
@@ -65,6 +69,15 @@ class Api:
             ("POST", "/classrooms/{id:int}/posts", self.create_post),
             ("GET", "/classrooms/{id:int}/tags", self.tags),
             ("GET", "/classrooms/{id:int}/students", self.students),
+            ("GET", "/classrooms/{id:int}/sessions", self.sessions),
+            ("POST", "/classrooms/{id:int}/sessions", self.start_session),
+            ("GET", "/classrooms/{id:int}/discussions", self.discussions),
+            ("POST", "/classrooms/{id:int}/discussions", self.open_discussion),
+            ("GET", "/sessions/{id:int}", self.room),
+            ("POST", "/sessions/{id:int}/end", self.end_room),
+            ("GET", "/sessions/{id:int}/attendance", self.attendance),
+            ("GET", "/rooms/{id:int}", self.room),
+            ("GET", "/rooms/{id:int}/messages", self.messages),
         ]
         for method, pattern, handler in routes:
             router.add(method, API_ROOT + pattern, self._serve(handler))
@@ -78,7 +91,9 @@ class Api:
     # -- accounts ----------------------------------------------------------------------
 
     async def healthz(self, call: Call) -> Response:
-        return json_response({"status": "ok", "database": await self._services.health()})
+        # chat_url: where the terminal client finds the WebSocket server (None: chat is off).
+        return json_response({"status": "ok", "database": await self._services.health(),
+                              "chat_url": self._chat_url})
 
     async def signup(self, call: Call) -> Response:
         data = call.payload()
@@ -151,3 +166,53 @@ class Api:
     async def tags(self, call: Call) -> Response:
         tags = await self._services.posts.tags(call.visitor.me, call.id())
         return json_response({"tags": [serialize.tag_count(t) for t in tags]})
+
+    # -- rooms: live sessions and discussions ---------------------------------------------
+    # A live session is a room of kind "live": /sessions/{id} and /rooms/{id} are one room.
+
+    async def sessions(self, call: Call) -> Response:
+        rooms = await self._services.rooms.in_class(call.visitor.me, call.id(), LIVE)
+        return json_response({"sessions": [room_view(r) for r in rooms]})
+
+    async def start_session(self, call: Call) -> Response:
+        data = call.payload()
+        room = await self._services.rooms.open(call.visitor.me, call.id(), LIVE,
+                                               json_text(data, "topic"))
+        return json_response({"room": room_view(room)}, 201)
+
+    async def discussions(self, call: Call) -> Response:
+        rooms = await self._services.rooms.in_class(call.visitor.me, call.id(), DISCUSSION)
+        return json_response({"discussions": [room_view(r) for r in rooms]})
+
+    async def open_discussion(self, call: Call) -> Response:
+        data = call.payload()
+        room = await self._services.rooms.open(call.visitor.me, call.id(), DISCUSSION,
+                                               json_text(data, "topic"))
+        return json_response({"room": room_view(room)}, 201)
+
+    async def room(self, call: Call) -> Response:
+        access = await self._services.rooms.access(call.visitor.me, call.id())
+        return json_response({"room": room_view(access.room)})
+
+    async def end_room(self, call: Call) -> Response:
+        call.payload()  # the Content-Type rule is the CSRF defence of a cookie call
+        room = await self._services.rooms.end(call.visitor.me, call.id())
+        return json_response({"room": room_view(room)})
+
+    async def attendance(self, call: Call) -> Response:
+        room, records = await self._services.rooms.attendance(call.visitor.me, call.id())
+        now = self._services.clock()
+        return json_response({"room": room_view(room),
+                              "attendance": [attendance_view(r, now) for r in records]})
+
+    async def messages(self, call: Call) -> Response:
+        """The room's stored events the caller may see (public ones and their own private
+        ones), oldest first, after seq `after`; `next_after` continues when a page is full."""
+        request = call.request
+        after = query_int(request, "after") or 0
+        limit = query_int(request, "limit") or HISTORY_PAGE
+        limit = min(max(limit, 1), HISTORY_PAGE)
+        events = await self._services.rooms.history(call.visitor.me, call.id(), after=after,
+                                                    limit=limit)
+        return json_response({"messages": [event_view(e) for e in events],
+                              "next_after": events[-1].seq if len(events) == limit else None})

@@ -45,11 +45,11 @@ from .render import page
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
     from storage import User
 
-__all__ = ["Pages", "Visit"]
+__all__ = ["FORM_ERRORS", "PageGroup", "PageRoute", "Pages", "Visit"]
 
 HOME: Final = "/classrooms"
 # Errors that mean "fix what you typed" on a form; anything else is a page of its own.
-_FORM_ERRORS: Final = (Invalid, Conflict, TooLarge, Throttled, Unauthenticated)
+FORM_ERRORS: Final = (Invalid, Conflict, TooLarge, Throttled, Unauthenticated)
 
 
 @attrs.frozen
@@ -77,32 +77,24 @@ class Visit:
 PageHandler = Callable[[Visit], Awaitable[Response]]
 
 
-class Pages:
+# (method, pattern, handler, open to visitors who are not signed in)
+PageRoute = tuple[str, str, PageHandler, bool]
+
+
+class PageGroup:
+    """What every group of pages shares: the visit (CSRF, visitor, login redirect), the page
+    context every template gets, form errors and a class's tab bar."""
+
     def __init__(self, services: Services, sessions: Sessions, *, chat_url: str | None) -> None:
         self._services = services
         self._sessions = sessions
         self._chat_url = chat_url
 
+    def routes(self) -> list[PageRoute]:
+        raise NotImplementedError
+
     def mount(self, router: Router) -> None:
-        # (method, pattern, handler, open to visitors who are not signed in)
-        routes: list[tuple[str, str, PageHandler, bool]] = [
-            ("GET", "/", self.landing, True),
-            ("GET", "/signup", self.signup_form, True),
-            ("POST", "/signup", self.signup, True),
-            ("GET", "/login", self.login_form, True),
-            ("POST", "/login", self.login, True),
-            ("GET", "/logout", self.logout_form, True),
-            ("POST", "/logout", self.logout, True),
-            ("GET", "/classrooms", self.my_classes, False),
-            ("GET", "/classrooms/new", self.new_class_form, False),
-            ("POST", "/classrooms/new", self.new_class, False),
-            ("GET", "/classrooms/join", self.join_form, False),
-            ("POST", "/classrooms/join", self.join, False),
-            ("GET", "/classrooms/{id:int}", self.stream, False),
-            ("POST", "/classrooms/{id:int}", self.new_post, False),
-            ("GET", "/classrooms/{id:int}/students", self.students, False),
-        ]
-        for method, pattern, handler, public in routes:
+        for method, pattern, handler, public in self.routes():
             router.add(method, pattern, self._serve(handler, public=public))
 
     def _serve(self, handler: PageHandler, *, public: bool) -> Handler:
@@ -140,6 +132,41 @@ class Pages:
                               **context)
         return with_error_headers(response, failure)
 
+    @staticmethod
+    def _tabs(classroom_id: int, role: Role, active: str) -> list[dict[str, Any]]:
+        """A class's tab bar."""
+        base = f"/classrooms/{classroom_id}"
+        tabs = [{"key": "stream", "label": "Stream", "href": base}]
+        if may(role, Action.VIEW_ROSTER):
+            tabs.append({"key": "students", "label": "People", "href": f"{base}/students"})
+        tabs += [{"key": "sessions", "label": "Sessions", "href": f"{base}/sessions"},
+                 {"key": "live", "label": "Live", "href": f"{base}/live"},
+                 {"key": "discussions", "label": "Discussions", "href": f"{base}/discussions"}]
+        return [{**tab, "active": tab["key"] == active} for tab in tabs]
+
+
+class Pages(PageGroup):
+    """Signing up, in and out; one's classes; a class's stream and people."""
+
+    def routes(self) -> list[PageRoute]:
+        return [
+            ("GET", "/", self.landing, True),
+            ("GET", "/signup", self.signup_form, True),
+            ("POST", "/signup", self.signup, True),
+            ("GET", "/login", self.login_form, True),
+            ("POST", "/login", self.login, True),
+            ("GET", "/logout", self.logout_form, True),
+            ("POST", "/logout", self.logout, True),
+            ("GET", "/classrooms", self.my_classes, False),
+            ("GET", "/classrooms/new", self.new_class_form, False),
+            ("POST", "/classrooms/new", self.new_class, False),
+            ("GET", "/classrooms/join", self.join_form, False),
+            ("POST", "/classrooms/join", self.join, False),
+            ("GET", "/classrooms/{id:int}", self.stream, False),
+            ("POST", "/classrooms/{id:int}", self.new_post, False),
+            ("GET", "/classrooms/{id:int}/students", self.students, False),
+        ]
+
     # -- signing in and out -------------------------------------------------------------
 
     async def landing(self, visit: Visit) -> Response:
@@ -159,7 +186,7 @@ class Pages:
             signed_in = await self._services.accounts.sign_up(
                 visit.field("username"), visit.field("display_name"),
                 visit.field("password"), visit.field("confirm"))
-        except _FORM_ERRORS as error:
+        except FORM_ERRORS as error:
             values = {"username": visit.field("username"),
                       "display_name": visit.field("display_name")}
             return self._form_error(visit, "signup.html", error, values=values, next=next_path)
@@ -178,7 +205,7 @@ class Pages:
             signed_in = await self._services.accounts.log_in(
                 visit.field("username"), visit.field("password"),
                 address=client[0] if client else "unknown")
-        except _FORM_ERRORS as error:
+        except FORM_ERRORS as error:
             values = {"username": visit.field("username")}
             return self._form_error(visit, "login.html", error, values=values, next=next_path)
         return await self._switch_session(visit, signed_in.token, next_path)
@@ -210,7 +237,7 @@ class Pages:
         try:
             classroom = await self._services.classes.create(
                 visit.me, visit.field("name"), visit.field("description"))
-        except _FORM_ERRORS as error:
+        except FORM_ERRORS as error:
             values = {"name": visit.field("name"), "description": visit.field("description")}
             return self._form_error(visit, "new_class.html", error, values=values)
         return Response.redirect(f"/classrooms/{classroom.id}")
@@ -223,7 +250,7 @@ class Pages:
     async def join(self, visit: Visit) -> Response:
         try:
             classroom, _role = await self._services.classes.join(visit.me, visit.field("code"))
-        except (*_FORM_ERRORS, NotFound) as error:
+        except (*FORM_ERRORS, NotFound) as error:
             values = {"code": visit.field("code")}
             return self._form_error(visit, "join_class.html", error, values=values)
         return Response.redirect(f"/classrooms/{classroom.id}")
@@ -239,7 +266,7 @@ class Pages:
             await self._services.posts.create(
                 visit.me, classroom_id, title=visit.field("title"), body=visit.field("body"),
                 tags=visit.field("tags"))
-        except _FORM_ERRORS as error:
+        except FORM_ERRORS as error:
             return await self._stream_page(visit, error=error)
         return Response.redirect(f"/classrooms/{classroom_id}")
 
@@ -278,13 +305,3 @@ class Pages:
                           instructors=[m for m in members if m.role == Role.INSTRUCTOR],
                           students=[m for m in members if m.role == Role.STUDENT],
                           tabs=self._tabs(classroom_id, role, "students"))
-
-    @staticmethod
-    def _tabs(classroom_id: int, role: Role, active: str) -> list[dict[str, Any]]:
-        """A class's tab bar. The live pages (sessions, live, discussions) join it here
-        when they exist."""
-        base = f"/classrooms/{classroom_id}"
-        tabs = [{"key": "stream", "label": "Stream", "href": base}]
-        if may(role, Action.VIEW_ROSTER):
-            tabs.append({"key": "students", "label": "People", "href": f"{base}/students"})
-        return [{**tab, "active": tab["key"] == active} for tab in tabs]

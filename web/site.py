@@ -17,6 +17,7 @@ from . import errors
 from .api import Api
 from .auth import Sessions
 from .pages import Pages
+from .room_pages import RoomPages
 
 __all__ = ["STATIC_ROOT", "Site"]
 
@@ -34,7 +35,8 @@ class Site:
         sessions = Sessions(services, secure_cookies=secure_cookies)
         self._router = Router()
         Pages(services, sessions, chat_url=chat_url).mount(self._router)
-        Api(services, sessions).mount(self._router)
+        RoomPages(services, sessions, chat_url=chat_url).mount(self._router)
+        Api(services, sessions, chat_url=chat_url).mount(self._router)
         self._router.add("GET", "/static/{path:path}", StaticFiles(STATIC_ROOT))
 
     async def handler(self, request: Request) -> Response:

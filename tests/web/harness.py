@@ -1,8 +1,10 @@
 """The real site under the real HTTP server, in-process, and a browser-like httpx client.
 
 `running_site(db_url)` opens the database, creates the schema and serves `web.Site` with
-`protocol.HTTPServer` on a free port of 127.0.0.1. `Browser` keeps cookies like a browser
-and submits forms the way one would: with the CSRF token the page's form carries.
+`protocol.HTTPServer` on a free port of 127.0.0.1; with `chat=True` a real `ChatServer` runs
+beside it (as `classroom serve` runs both), trusting the site's origin, and the site's pages
+point at it. `Browser` keeps cookies like a browser and submits forms the way one would: with
+the CSRF token the page's form carries.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import attrs
 import httpx
 import trio
 
+from chat import ChatServer
 from classroom import Services
 from protocol import HTTPServer
 from storage import Storage, open_storage
@@ -31,6 +34,11 @@ class WebWorld:
     base_url: str
     services: Services
     storage: Storage
+    chat: LiveChat | None = None
+
+    @property
+    def chat_url(self) -> str | None:
+        return None if self.chat is None else self.chat.url
 
     def browser(self) -> Browser:
         return Browser(httpx.AsyncClient(base_url=self.base_url, timeout=10))
@@ -41,18 +49,65 @@ class WebWorld:
                                  timeout=10)
 
 
+class LiveChat:
+    """The chat server beside the site; `restart()` stops it (clients get close 1001) and
+    starts a fresh one on the same port, as a redeploy would."""
+
+    def __init__(self, services: Services, nursery: trio.Nursery) -> None:
+        self._services = services
+        self._nursery = nursery
+        self.port = 0
+        self.origins: set[str] = set()
+        self.server = ChatServer(services)
+        self._stopped = trio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> None:
+        self.server = ChatServer(self._services)
+        self.server.allowed_origins |= self.origins
+        self._stopped = trio.Event()
+        self.port = await self._nursery.start(self._serve, self.server, self._stopped)
+
+    async def _serve(self, server: ChatServer, stopped: trio.Event,
+                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await server.serve("127.0.0.1", self.port, task_status=task_status)
+        finally:
+            stopped.set()
+
+    def trust(self, origin: str) -> None:
+        self.origins.add(origin)
+        self.server.allowed_origins.add(origin)
+
+    async def restart(self) -> None:
+        self.server.begin_shutdown()
+        await self._stopped.wait()
+        await self.start()
+
+
 @asynccontextmanager
-async def running_site(db_url: str, *, secure_cookies: bool = False
+async def running_site(db_url: str, *, secure_cookies: bool = False, chat: bool = False
                        ) -> AsyncIterator[WebWorld]:
     async with open_storage(db_url) as storage:
         await storage.init_schema()
         services = Services.build(storage)
-        site = Site(services, chat_url=None, secure_cookies=secure_cookies)
-        server = HTTPServer(site.handler, error_page=site.error_page)
         async with trio.open_nursery() as nursery:
+            live_chat = None
+            if chat:
+                live_chat = LiveChat(services, nursery)
+                await live_chat.start()
+            site = Site(services, chat_url=live_chat.url if live_chat else None,
+                        secure_cookies=secure_cookies)
+            server = HTTPServer(site.handler, error_page=site.error_page)
             port = await nursery.start(server.serve, "127.0.0.1", 0)
+            base_url = f"http://127.0.0.1:{port}"
+            if live_chat is not None:
+                live_chat.trust(base_url)
             try:
-                yield WebWorld(f"http://127.0.0.1:{port}", services, storage)
+                yield WebWorld(base_url, services, storage, live_chat)
             finally:
                 nursery.cancel_scope.cancel()
 

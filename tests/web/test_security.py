@@ -207,7 +207,8 @@ async def test_database_outage_answers_503_with_a_retry_hint(web: WebWorld) -> N
             await browser.sign_up("ada")
             healthy = await api.get("/healthz")
             assert healthy.status_code == 200
-            assert healthy.json() == {"status": "ok", "database": web.storage.backend}
+            assert healthy.json() == {"status": "ok", "database": web.storage.backend,
+                                      "chat_url": None}
             await web.storage.aclose()
             down = await api.get("/healthz")
             assert down.status_code == 503

@@ -1,0 +1,745 @@
+/* Classroom live pages: the chat of a live session or discussion, a coding room's results
+ * table, and the "no session yet" page that reloads when one starts.
+ *
+ * No framework and no inline script (CSP script-src 'self'): the page hands its settings over
+ * in data-* attributes of #live (mode, chat-url, room-id, user-id, role, ...). The browser sends
+ * the session cookie with the WebSocket handshake itself; the chat server checks the Origin.
+ *
+ * Invariants:
+ * - user data reaches the page through textContent only, never innerHTML;
+ * - a stored event (one with a seq) is shown at most once: `lastSeq` only grows, a resume asks
+ *   for what came after it, and anything at or below it is dropped;
+ * - after `room/kill` or `room/closed` the page stops reconnecting; otherwise it reconnects
+ *   with exponential back-off and jitter between MIN_DELAY and MAX_DELAY;
+ * - the feed keeps at most MAX_MESSAGES entries (the oldest go first).
+ *
+ * Modes (data-mode): "chat" (a room's chat), "stats" (a coding room's results table) and
+ * "wait" (no live session yet: reload when one starts).
+ */
+(function () {
+  "use strict";
+
+  const MIN_DELAY = 500;
+  const MAX_DELAY = 10000;
+  const MAX_MESSAGES = 1000;
+  const CHAT_EVENTS = ["message", "message/to_mentor", "message/to_client"];
+
+  const root = document.getElementById("live");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const settings = root.dataset;
+  const me = {
+    id: Number(settings.userId),
+    name: settings.userName || "",
+    role: settings.role,
+  };
+  const isInstructor = me.role === "instructor";
+  const roomId = Number(settings.roomId || 0);
+  const classroomId = Number(settings.classroomId);
+  const instructorId = Number(settings.instructorId);
+  const roomWord = settings.kind === "discussion" ? "discussion" : "session";
+
+  // -- small helpers ----------------------------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function sentence(text) {
+    const value = String(text || "");
+    return value.charAt(0).toUpperCase() + value.slice(1);
+  }
+
+  function chatUrl(raw) {
+    // A chat server listening on every address names itself 0.0.0.0: use this page's host.
+    try {
+      const url = new URL(raw, location.href);
+      if (url.hostname === "0.0.0.0" || url.hostname === "[::]") url.hostname = location.hostname;
+      return url.href;
+    } catch (e) {
+      return raw;
+    }
+  }
+
+  function setStatus(state, text) {
+    const status = $("status");
+    if (!status) return;
+    status.className = "status status-" + state;
+    status.textContent = text;
+  }
+
+  function showBanner(text, link) {
+    const banner = $("banner");
+    if (!banner) return;
+    banner.replaceChildren(document.createTextNode(text));
+    if (link) {
+      const a = el("a", "", link.text);
+      a.href = link.href;
+      banner.append(" ", a);
+    }
+    banner.hidden = false;
+  }
+
+  function clock(iso) {
+    // Times are shown in UTC, like every page of the site ("14:05").
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return { short: "", full: "" };
+    const text = date.toISOString();
+    return { short: text.slice(11, 16), full: text.slice(0, 10) + " " + text.slice(11, 16) + " UTC" };
+  }
+
+  // -- the connection: one WebSocket at a time, re-opened until stopped --------------------
+
+  const conn = {
+    ws: null,
+    attempt: 0,
+    stopped: false,
+    timer: null,
+    countdown: null,
+    nextRef: 0,
+    handlers: null,
+  };
+
+  function open() {
+    conn.timer = null;
+    if (conn.stopped) return;
+    setStatus("wait", conn.attempt ? "reconnecting…" : "connecting…");
+    let ws;
+    try {
+      ws = new WebSocket(chatUrl(settings.chatUrl));
+    } catch (e) {
+      retryLater();
+      return;
+    }
+    conn.ws = ws;
+    ws.onopen = () => conn.handlers.opened();
+    ws.onmessage = (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch (e) {
+        return;
+      }
+      if (frame && typeof frame.event === "string") conn.handlers.frame(frame);
+    };
+    ws.onclose = () => {
+      if (conn.ws !== ws) return;
+      conn.ws = null;
+      conn.handlers.closed();
+      retryLater();
+    };
+  }
+
+  function retryLater() {
+    if (conn.stopped) return;
+    const ceiling = Math.min(MAX_DELAY, MIN_DELAY * 2 ** conn.attempt);
+    const delay = Math.max(MIN_DELAY, ceiling / 2 + Math.random() * (ceiling / 2));
+    conn.attempt += 1;
+    const due = Date.now() + delay;
+    const tick = () => {
+      const left = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setStatus("wait", "reconnecting in " + left + " s");
+    };
+    tick();
+    clearInterval(conn.countdown);
+    conn.countdown = setInterval(tick, 1000);
+    conn.timer = setTimeout(() => {
+      clearInterval(conn.countdown);
+      open();
+    }, delay);
+  }
+
+  function connected() {
+    conn.attempt = 0;
+    setStatus("ok", "connected");
+  }
+
+  function send(event, data) {
+    if (!conn.ws || conn.ws.readyState !== WebSocket.OPEN) return null;
+    conn.nextRef += 1;
+    conn.ws.send(JSON.stringify({ event: event, data: data, ref: conn.nextRef }));
+    return conn.nextRef;
+  }
+
+  function reconnect() {
+    // Drop this connection and come back through the back-off (the server asked us to wait).
+    if (conn.ws) conn.ws.close(1000);
+  }
+
+  function stop(statusText) {
+    conn.stopped = true;
+    clearTimeout(conn.timer);
+    clearInterval(conn.countdown);
+    if (conn.ws) {
+      const ws = conn.ws;
+      conn.ws = null;
+      ws.close(1000);
+    }
+    setStatus("off", statusText || "disconnected");
+  }
+
+  window.addEventListener("online", () => {
+    // The network is back: do not sit out the rest of the back-off.
+    if (conn.timer !== null && !conn.stopped) {
+      clearTimeout(conn.timer);
+      clearInterval(conn.countdown);
+      open();
+    }
+  });
+
+  function start(handlers) {
+    conn.handlers = handlers;
+    open();
+  }
+
+  // -- a room: joining, resuming, members ------------------------------------------------
+
+  const room = {
+    joined: false,
+    lastSeq: Number(settings.after || 0),
+    joinRef: null,
+    members: new Map(),
+    ended: false,
+    locked: null, // why nobody can write here any more (ended, removed, refused), or null
+    onLocked: null,
+  };
+
+  function joinRoom() {
+    const data = { room_id: roomId, after: room.lastSeq };
+    let event = "room/join";
+    if (room.joined) event = isInstructor ? "room/rehost" : "room/rejoin";
+    room.joinRef = send(event, data);
+  }
+
+  function nameOf(userId) {
+    const member = room.members.get(userId);
+    return member ? member.display_name : "a member";
+  }
+
+  function roomEnded(byInstructor) {
+    if (room.ended) return;
+    room.ended = true;
+    const text = byInstructor
+      ? "The instructor ended this " + roomWord + "."
+      : "This " + roomWord + " has ended; it is read-only.";
+    const link = isInstructor && settings.kind === "live"
+      ? { href: "/classrooms/" + classroomId + "/sessions", text: "See attendance" }
+      : null;
+    showBanner(text, link);
+    lock("This " + roomWord + " has ended.");
+  }
+
+  function lock(reason) {
+    if (room.locked === null) room.locked = reason;
+    if (room.onLocked) room.onLocked();
+  }
+
+  // What every room page does with the connection; `mode` is the page's own part.
+  function roomHandlers(mode) {
+    return {
+      opened: joinRoom,
+      closed: mode.closed || (() => {}),
+      frame: (frame) => {
+        const data = frame.data || {};
+        switch (frame.event) {
+          case "room/join":
+            room.joined = true;
+            connected();
+            mode.joined(data);
+            if (data.room && data.room.open === false) {
+              roomEnded(false);
+              conn.stopped = true; // history still arrives on this connection; no resume
+            }
+            return;
+          case "presence":
+            if (data.room_id === roomId) mode.presence(data);
+            return;
+          case "room/kill":
+            if (data.room_id === roomId) {
+              showBanner("The instructor removed you from this room.");
+              stop("removed");
+              lock("You were removed from this room.");
+            }
+            return;
+          case "error":
+            if (frame.ref !== undefined && frame.ref === room.joinRef) {
+              if (data.code === "unavailable") {
+                reconnect();
+              } else {
+                const reason = sentence(data.message || "you cannot join this room");
+                showBanner(reason);
+                stop();
+                lock(reason);
+              }
+              return;
+            }
+            mode.error(frame, data);
+            return;
+          default:
+            if (typeof frame.seq === "number") {
+              if (data.room_id !== undefined && data.room_id !== roomId) return;
+              if (frame.seq <= room.lastSeq) return; // seen already
+              room.lastSeq = frame.seq;
+              if (frame.event === "room/closed") {
+                mode.stored(frame, data);
+                roomEnded(true);
+                stop("ended");
+                return;
+              }
+              mode.stored(frame, data);
+            } else if (mode.other) {
+              mode.other(frame, data);
+            }
+        }
+      },
+    };
+  }
+
+  // -- the chat ----------------------------------------------------------------------------
+
+  function chatPage() {
+    const feed = $("messages");
+    const empty = $("messages-empty");
+    const form = $("composer");
+    const input = $("message-input");
+    const sendButton = $("send-button");
+    const sendError = $("send-error");
+    const target = $("private-target");
+    const toggle = $("private-toggle");
+    const memberList = $("members");
+    const onlineCount = $("online-count");
+    const endButton = $("end-button");
+    const endConfirm = $("end-confirm");
+    const pending = new Map(); // ref -> text, until the server acks or refuses it
+
+    function showSendError(text) {
+      sendError.textContent = text;
+      sendError.hidden = false;
+    }
+
+    function clearSendError() {
+      sendError.hidden = true;
+      sendError.textContent = "";
+    }
+
+    function setReady(ready) {
+      const writable = ready && room.locked === null;
+      sendButton.disabled = !writable;
+      if (endButton) endButton.disabled = !writable;
+      if (room.locked !== null) {
+        input.disabled = true;
+        input.placeholder = room.locked;
+        if (target) target.disabled = true;
+        if (toggle) toggle.disabled = true;
+        if (endConfirm) endConfirm.hidden = true;
+      }
+    }
+
+    // Members ---------------------------------------------------------------------------
+
+    function renderMembers() {
+      const members = Array.from(room.members.values()).sort((a, b) =>
+        (b.role === "instructor") - (a.role === "instructor") ||
+        a.display_name.localeCompare(b.display_name));
+      memberList.replaceChildren(...members.map(memberItem));
+      updateOnlineCount();
+      if (target) renderTargets(members);
+    }
+
+    function memberItem(member) {
+      const li = el("li", "member" + (member.online ? " online" : ""));
+      li.dataset.userId = String(member.id);
+      li.append(el("span", "dot"));
+      const label = member.display_name + (member.id === me.id ? " (you)" : "");
+      if (isInstructor && member.role === "student") {
+        const pick = el("button", "member-name member-pick", label);
+        pick.type = "button";
+        pick.title = "Message " + member.display_name + " privately";
+        pick.addEventListener("click", () => pickTarget(member.id));
+        li.append(pick);
+      } else {
+        li.append(el("span", "member-name", label));
+      }
+      if (member.role === "instructor") li.append(el("span", "badge badge-instructor", "instructor"));
+      li.append(el("span", "visually-hidden member-state", member.online ? "online" : "offline"));
+      return li;
+    }
+
+    function setStale(stale) {
+      // Disconnected: who is online is unknown until the next join answer says again.
+      memberList.classList.toggle("stale", stale);
+      onlineCount.parentElement.hidden = stale;
+    }
+
+    function updateOnlineCount() {
+      let online = 0;
+      room.members.forEach((m) => { if (m.online) online += 1; });
+      onlineCount.textContent = String(online);
+    }
+
+    function renderTargets(members) {
+      const chosen = target.value;
+      const options = [el("option", "", "Everyone")];
+      options[0].value = "";
+      for (const member of members) {
+        if (member.role !== "student") continue;
+        const option = el("option", "", member.display_name + " (private)");
+        option.value = String(member.id);
+        options.push(option);
+      }
+      target.replaceChildren(...options);
+      target.value = room.members.has(Number(chosen)) ? chosen : "";
+      markTarget();
+    }
+
+    function pickTarget(userId) {
+      if (!target) return;
+      target.value = String(userId);
+      markTarget();
+      input.focus();
+    }
+
+    function markTarget() {
+      const privately = (target && target.value) || (toggle && toggle.checked);
+      form.classList.toggle("private", Boolean(privately));
+      input.placeholder = target && target.value
+        ? "Private message to " + nameOf(Number(target.value)) + ". Enter sends."
+        : toggle && toggle.checked
+          ? "Private question to the instructor. Enter sends."
+          : "Write a message. Enter sends, Shift+Enter starts a new line.";
+    }
+
+    // The feed --------------------------------------------------------------------------
+
+    function append(item) {
+      const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 60;
+      feed.append(item);
+      while (feed.children.length > MAX_MESSAGES) feed.firstElementChild.remove();
+      if (empty) empty.hidden = true;
+      if (atBottom) feed.scrollTop = feed.scrollHeight;
+    }
+
+    function privateLabel(event, data) {
+      if (event === "message/to_mentor") {
+        return isInstructor ? "to you" : "to " + nameOf(instructorId);
+      }
+      return data.user_id === me.id ? "to you" : "to " + nameOf(data.user_id);
+    }
+
+    function showMessage(frame, data) {
+      const priv = frame.event !== "message";
+      const from = data.from || {};
+      const item = el("li", "message" + (priv ? " private" : "") + (from.id === me.id ? " mine" : ""));
+      item.dataset.seq = String(frame.seq);
+      const head = el("div", "message-head");
+      head.append(el("strong", "author", String(from.name || "?")));
+      if (priv) head.append(el("span", "badge badge-private", "private · " + privateLabel(frame.event, data)));
+      const at = clock(data.at);
+      const time = el("time", "", at.short);
+      time.dateTime = String(data.at || "");
+      time.title = at.full;
+      head.append(time);
+      if (priv && isInstructor && frame.event === "message/to_mentor" && from.id !== me.id) {
+        const reply = el("button", "link-button", "Reply privately");
+        reply.type = "button";
+        reply.addEventListener("click", () => pickTarget(from.id));
+        head.append(reply);
+      }
+      item.append(head, el("div", "message-text", String(data.text)));
+      append(item);
+    }
+
+    function note(text, seq) {
+      const item = el("li", "note", text);
+      if (seq !== undefined) item.dataset.seq = String(seq);
+      append(item);
+    }
+
+    // Sending ---------------------------------------------------------------------------
+
+    function sendMessage() {
+      const text = input.value;
+      if (!text.trim() || room.locked !== null) return;
+      const data = { room_id: roomId, text: text };
+      let event = "message";
+      if (target && target.value) {
+        event = "message/to_client";
+        data.user_id = Number(target.value);
+      } else if (toggle && toggle.checked) {
+        event = "message/to_mentor";
+      }
+      const ref = send(event, data);
+      if (ref === null) {
+        showSendError("Not connected: your message was not sent. It is still in the box.");
+        return;
+      }
+      pending.set(ref, text);
+      input.value = "";
+      clearSendError();
+    }
+
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      sendMessage();
+    });
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        sendMessage();
+      }
+    });
+    if (target) target.addEventListener("change", markTarget);
+    if (toggle) toggle.addEventListener("change", markTarget);
+
+    if (endButton) {
+      endButton.addEventListener("click", () => {
+        endConfirm.hidden = false;
+        $("end-yes").focus();
+      });
+      $("end-no").addEventListener("click", () => {
+        endConfirm.hidden = true;
+        endButton.focus();
+      });
+      $("end-yes").addEventListener("click", () => {
+        endConfirm.hidden = true;
+        if (send("room/close", { room_id: roomId }) === null) {
+          showSendError("Not connected: the " + roomWord + " was not ended. Try again.");
+        }
+      });
+    }
+
+    room.onLocked = () => {
+      setStale(true);
+      setReady(false);
+    };
+
+    start(roomHandlers({
+      joined: (data) => {
+        room.members = new Map((data.members || []).map((m) => [m.id, m]));
+        renderMembers();
+        setStale(false);
+        setReady(true);
+      },
+      presence: (data) => {
+        const member = room.members.get(data.user_id);
+        if (!member) {
+          // Someone who joined the class after this page loaded.
+          room.members.set(data.user_id, {
+            id: data.user_id, display_name: String(data.name || "?"),
+            role: data.user_id === instructorId ? "instructor" : "student", online: data.online,
+          });
+          renderMembers();
+          return;
+        }
+        member.online = Boolean(data.online);
+        const item = memberList.querySelector('li[data-user-id="' + data.user_id + '"]');
+        if (item) {
+          item.classList.toggle("online", member.online);
+          item.querySelector(".member-state").textContent = member.online ? "online" : "offline";
+        }
+        updateOnlineCount();
+      },
+      stored: (frame, data) => {
+        if (CHAT_EVENTS.includes(frame.event)) showMessage(frame, data);
+        else if (frame.event === "room/closed") note("The instructor ended this " + roomWord + ".", frame.seq);
+      },
+      error: (frame, data) => {
+        const text = sentence(data.message || "the server refused that");
+        if (frame.ref !== undefined && pending.has(frame.ref)) {
+          if (!input.value) input.value = pending.get(frame.ref);
+          pending.delete(frame.ref);
+        }
+        showSendError(text);
+      },
+      other: (frame, data) => {
+        if (frame.event === "ack") pending.delete(frame.ref);
+        else if (frame.event === "alerts" && data.message) note(String(data.message));
+      },
+      closed: () => {
+        setStale(true);
+        setReady(false);
+        if (pending.size) {
+          showSendError("The connection dropped before the server confirmed your last " +
+            "message. If it was stored, it shows up once the page reconnects.");
+          pending.clear();
+        }
+      },
+    }));
+  }
+
+  // -- the results table of a coding room ---------------------------------------------------
+
+  function statsPage() {
+    const table = $("stats-table");
+    let steps = [];
+    let students = new Map(); // user id -> {user_id, name, online, statuses, signal}
+    let drawPending = false;
+    let askPending = false;
+    const LABELS = {
+      NONE: "—", IN_PROGRESS: "in progress", HELP: "help", DONE: "done",
+      ACCEPTED: "accepted", REJECTED: "rejected",
+    };
+
+    function askTable() {
+      // Coalesced: a burst of new-student or new-steps events asks once.
+      if (askPending) return;
+      askPending = true;
+      setTimeout(() => {
+        askPending = false;
+        send("steps/table", { room_id: roomId });
+      }, 200);
+    }
+
+    function draw() {
+      if (drawPending) return;
+      drawPending = true;
+      requestAnimationFrame(() => {
+        drawPending = false;
+        render();
+      });
+    }
+
+    function pill(status) {
+      const value = LABELS[status] ? status : "NONE";
+      const span = el("span", "pill st-" + value, LABELS[value]);
+      return span;
+    }
+
+    function render() {
+      const headRow = el("tr");
+      headRow.append(el("th", "", "Student"), el("th", "", "Signal"));
+      steps.forEach((name, index) => {
+        const th = el("th", "step-head", (index + 1) + ". " + name);
+        th.title = name;
+        headRow.append(th);
+      });
+      headRow.querySelectorAll("th").forEach((th) => { th.scope = "col"; });
+      const body = [];
+      const rows = Array.from(students.values()).sort((a, b) => a.name.localeCompare(b.name));
+      for (const student of rows) {
+        const tr = el("tr", student.online ? "online" : "");
+        tr.dataset.userId = String(student.user_id);
+        const who = el("th", "student-cell");
+        who.scope = "row";
+        const name = el("span", "who-cell");
+        name.append(el("span", "dot"), el("span", "", student.name));
+        who.append(name);
+        const signal = el("td", "signal-cell");
+        signal.append(pill(student.signal));
+        tr.append(who, signal);
+        steps.forEach((_, index) => {
+          const td = el("td", "");
+          td.dataset.step = String(index);
+          td.append(pill(student.statuses[index] || "NONE"));
+          tr.append(td);
+        });
+        body.push(tr);
+      }
+      if (!rows.length) {
+        const td = el("td", "muted", "No students in this class yet.");
+        td.colSpan = 2 + steps.length;
+        const tr = el("tr");
+        tr.append(td);
+        body.push(tr);
+      }
+      const thead = el("thead");
+      thead.append(headRow);
+      const tbody = el("tbody");
+      tbody.append(...body);
+      const caption = table.querySelector("caption");
+      table.replaceChildren(...(caption ? [caption] : []), thead, tbody);
+      if (!steps.length) table.classList.add("no-steps");
+      else table.classList.remove("no-steps");
+    }
+
+    function update(userId, change) {
+      const student = students.get(userId);
+      if (!student) {
+        askTable();
+        return;
+      }
+      change(student);
+      draw();
+    }
+
+    start(roomHandlers({
+      joined: () => send("steps/table", { room_id: roomId }),
+      presence: (data) => update(data.user_id, (s) => { s.online = Boolean(data.online); }),
+      stored: (frame, data) => {
+        const from = (data.from || {}).id;
+        if (frame.event === "steps/status/to_mentor") {
+          update(from, (s) => { s.statuses[data.step] = data.status; });
+        } else if (frame.event === "steps/status/to_client") {
+          update(data.user_id, (s) => { s.statuses[data.step] = data.status; });
+        } else if (frame.event === "signal") {
+          update(from, (s) => { s.signal = data.value; });
+        } else if (frame.event === "steps/all") {
+          askTable();
+        }
+      },
+      error: (frame, data) => showBanner(sentence(data.message || "the server refused that")),
+      other: (frame, data) => {
+        if (frame.event !== "steps/table" || data.room_id !== roomId) return;
+        steps = (data.steps || []).map(String);
+        students = new Map((data.students || []).map((s) => [s.user_id, {
+          user_id: s.user_id, name: String(s.name), online: Boolean(s.online),
+          statuses: Array.isArray(s.statuses) ? s.statuses.slice() : [], signal: s.signal,
+        }]));
+        render();
+      },
+    }));
+  }
+
+  // -- no session yet: wait for one -------------------------------------------------------
+
+  function waitPage() {
+    // A session started from a page or the API reaches no WebSocket, so ask the API now and
+    // then (and at once when the tab comes back into view) and reload when one is open.
+    const POLL = 15000;
+    let timer = null;
+    let busy = false;
+
+    async function check() {
+      timer = null;
+      if (busy) return;
+      busy = true;
+      try {
+        const answer = await fetch("/api/v1/classrooms/" + classroomId + "/sessions",
+          { credentials: "same-origin", cache: "no-store" });
+        if (answer.ok) {
+          const body = await answer.json();
+          if ((body.sessions || []).some((s) => s.open)) {
+            location.reload();
+            return;
+          }
+        }
+      } catch (e) {
+        // Offline or the server is restarting: try again at the next tick.
+      } finally {
+        busy = false;
+      }
+      schedule();
+    }
+
+    function schedule() {
+      if (timer === null && !document.hidden) timer = setTimeout(check, POLL * (0.75 + Math.random() / 2));
+    }
+
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) {
+        clearTimeout(timer);
+        timer = null;
+      } else if (timer === null) {
+        check();
+      }
+    });
+    schedule();
+  }
+
+  if (settings.mode === "chat") chatPage();
+  else if (settings.mode === "stats") statsPage();
+  else if (settings.mode === "wait") waitPage();
+})();
