@@ -117,16 +117,8 @@ class Dispatcher:
     async def _close(self, client: Client, envelope: Envelope) -> None:
         live, access = self._joined(client, envelope.data)
         check(access.role, Action.MANAGE_SESSION)
-
-        async def end() -> None:
-            await self._services.rooms.close(access)
-
-        await self._hub.publish(live, "room/closed", client.user, None,
-                                {"message": "the instructor ended this room"},
-                                after_store=end)
-        for other in live.clients():
-            await self._hub.detach(live.id, other, announce=False)
-        self._hub.forget(live.id)
+        if not await self._hub.close(live, access, client.user):
+            raise Invalid("this room has already ended")
         client.ack(envelope.ref)
 
     # -- reading -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from classroom import Services
 from classroom.errors import ClassroomError
 from classroom.rooms import RoomAccess
 from classroom.rules import Role
-from classroom.views import time_view, user_view
+from classroom.views import user_view
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
 from storage import Room, RoomEvent, User
@@ -32,6 +32,8 @@ from .client import Client, Joined
 log = logging.getLogger("chat.hub")
 # History replays in pages of this many events.
 REPLAY_PAGE: Final = 500
+# Seconds between looks at the database for events and ends from other processes.
+SYNC_INTERVAL: Final = 2.0
 
 
 @attrs.define(eq=False)
@@ -53,6 +55,11 @@ class LiveRoom:
 
     def online(self) -> set[int]:
         return set(self.by_user)
+
+    def deliver_event(self, event: RoomEvent) -> None:
+        """A stored event to its audience: everyone, or its sender and recipient only."""
+        only = None if event.recipient_id is None else (event.sender_id, event.recipient_id)
+        self.deliver(frame_of(event), only=only)
 
     def deliver(self, frame: bytes, *, only: tuple[int, ...] | None = None) -> None:
         targets = (self.clients() if only is None
@@ -93,14 +100,14 @@ class RoomHub:
         if live is None:
             # Read afresh: the room may have been unloaded (last member gone) after events
             # newer than `access` was read; a stale last_seq would skip them on replay.
-            room = await self._services.storage.get_room(access.room.id) or access.room
+            room = await self._services.rooms.reload(access.room.id) or access.room
             live = self._rooms.get(room.id)  # loaded by someone else meanwhile?
             if live is not None:
                 return live
             live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq)
             self._rooms[room.id] = live
-            await self._services.storage.claim_room(room.id, self.server_name,
-                                                    replacing=room.chat_server)
+            await self._services.rooms.claim(room.id, self.server_name,
+                                             replacing=room.chat_server)
         return live
 
     # -- joining and leaving -------------------------------------------------------------
@@ -141,8 +148,8 @@ class RoomHub:
     async def _replay(self, client: Client, live: LiveRoom, user: User, after: int,
                       upto: int) -> None:
         while after < upto:
-            events = await self._services.storage.list_events(
-                live.id, user.id, after=after, limit=REPLAY_PAGE)
+            events = await self._services.rooms.replay(live.id, user.id, after=after,
+                                                       limit=REPLAY_PAGE)
             events = [e for e in events if e.seq <= upto]
             for event in events:
                 await client.outbox.push_patiently(frame_of(event))
@@ -206,23 +213,67 @@ class RoomHub:
         """Store the event, then send it to the room (recipient None) or to the sender and
         the recipient only. `after_store` (async, no arguments) runs inside the lock after a
         successful store: state that must change in step with the event."""
-        payload = {"room_id": live.id, "from": {"id": sender.id, "name": sender.display_name},
-                   **data}
         async with live.lock:
             # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
             # removed or times out mid-store must not leave an event stored but unsent, a
             # gap live members would only see after a resume.
             with trio.CancelScope(shield=True):
-                now_text = time_view(self._services.clock())
-                stored = await self._services.rooms.append(
-                    live.id, event, sender.id, recipient_id,
-                    encode_data({**payload, "at": now_text}))
+                stored = await self._services.rooms.append(live.id, event, sender,
+                                                           recipient_id, data)
                 live.last_seq = stored.seq
                 if after_store is not None:
                     await after_store()
-                only = None if recipient_id is None else (sender.id, recipient_id)
-                live.deliver(frame_of(stored), only=only)
+                live.deliver_event(stored)
         return stored
+
+    async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:
+        """End the room: `room/closed` stored and sent to everyone, then all leave.
+        False when it had already ended (nothing sent)."""
+        async with live.lock:
+            with trio.CancelScope(shield=True):
+                stored = await self._services.rooms.close(access, user)
+                if stored is not None:
+                    live.last_seq = stored.seq
+                    live.deliver_event(stored)
+        if stored is not None:
+            await self._unload(live)
+        return stored is not None
+
+    async def _unload(self, live: LiveRoom) -> None:
+        for client in live.clients():
+            await self.detach(live.id, client, announce=False)
+        self.forget(live.id)
+
+    # -- keeping up with other processes -------------------------------------------------
+
+    async def follow_database(self, *, interval: float = SYNC_INTERVAL) -> None:
+        """Relay what other processes stored in our rooms and notice rooms ended elsewhere
+        (the instructor's End button on an app server), every `interval` seconds."""
+        while True:
+            await trio.sleep(interval)
+            for live in list(self._rooms.values()):
+                try:
+                    await self.sync(live)
+                except ClassroomError as exc:
+                    log.warning("room %s: cannot sync with the database: %s", live.id,
+                                exc.message)
+
+    async def sync(self, live: LiveRoom) -> None:
+        room = await self._services.rooms.reload(live.id)
+        if room is None:
+            return
+        async with live.lock:
+            with trio.CancelScope(shield=True):
+                while room.last_seq > live.last_seq:
+                    events = await self._services.rooms.stored_since(live.id, live.last_seq)
+                    if not events:
+                        break
+                    for event in events:
+                        live.deliver_event(event)
+                        live.last_seq = event.seq
+                live.room = room
+        if not room.is_open and self._rooms.get(live.id) is live:
+            await self._unload(live)
 
     def forget(self, room_id: int) -> None:
         self._rooms.pop(room_id, None)

@@ -83,6 +83,7 @@ class ChatServer:
             bound = server.port
             if not self._server_name_given:
                 self._hub.server_name = f"{host}:{bound}"
+            connections.start_soon(self._hub.follow_database)
             task_status.started(bound)
             await self._shutdown.wait()
             listener.cancel()

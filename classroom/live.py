@@ -24,15 +24,20 @@ A private event is seen by its sender and its recipient only, live and in histor
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
 
+from storage import User
+
 from . import limits
 from .errors import Invalid, TooLarge
 from .rules import Action
+from .views import time_view
 
 MAX_FILES_PER_SHARE: Final = 50
 MAX_SHARE_BYTES: Final = 512 * 1024
@@ -50,6 +55,15 @@ SIGNALS: Final = frozenset({"NONE", "IN_PROGRESS", "HELP", "DONE"})
 STEP_TYPES: Final = frozenset({"theory", "exercise"})
 
 Data = Mapping[str, Any]
+CLOSED_NOTICE: Final = "the instructor ended this room"
+
+
+def stored_data(room_id: int, sender: User, data: Mapping[str, Any], at: datetime) -> str:
+    """The JSON text stored for an event and sent out as its `data`, byte for byte, live and
+    in history: the room, who sent it, the event's own fields, and when."""
+    payload = {"room_id": room_id, "from": {"id": sender.id, "name": sender.display_name},
+               **data, "at": time_view(at)}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 class Audience(enum.Enum):

@@ -7,7 +7,8 @@ readable (history, attendance) but take no new events.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 
@@ -17,6 +18,7 @@ from . import limits
 from .classes import Classes
 from .clock import Clock, utcnow
 from .errors import Conflict, Forbidden, Invalid, NotFound, translate_storage_errors
+from .live import CLOSED_NOTICE, stored_data
 from .rules import Action, Role, check, check_private_target
 
 LIVE: Final = "live"
@@ -92,12 +94,41 @@ class Rooms:
 
     @translate_storage_errors
     async def end(self, user: User, room_id: int) -> Room:
-        """End the room (attendance becomes final). Ending an ended room changes nothing."""
-        await self.access(user, room_id, Action.MANAGE_SESSION)
-        await self._storage.end_room(room_id, self._now())
+        """End the room from outside the chat (attendance becomes final; members are told by
+        a stored `room/closed` event). Ending an ended room changes nothing."""
+        access = await self.access(user, room_id, Action.MANAGE_SESSION)
+        await self.close(access, user)
         room = await self._storage.get_room(room_id)
         assert room is not None
         return room
+
+    @translate_storage_errors
+    async def close(self, access: RoomAccess, user: User) -> RoomEvent | None:
+        """Store `room/closed` and end the room in one step; None if it had ended already."""
+        check(access.role, Action.MANAGE_SESSION)
+        now = self._now()
+        data = stored_data(access.room.id, user, {"message": CLOSED_NOTICE}, now)
+        return await self._storage.close_room(access.room.id, "room/closed", user.id, data, now)
+
+    @translate_storage_errors
+    async def reload(self, room_id: int) -> Room | None:
+        return await self._storage.get_room(room_id)
+
+    @translate_storage_errors
+    async def claim(self, room_id: int, server: str, *, replacing: str | None) -> bool:
+        return await self._storage.claim_room(room_id, server, replacing=replacing)
+
+    @translate_storage_errors
+    async def replay(self, room_id: int, viewer_id: int, *, after: int,
+                     limit: int = HISTORY_PAGE) -> list[RoomEvent]:
+        """What a joined member may see after `after` (access already checked)."""
+        return await self._storage.list_events(room_id, viewer_id, after=after, limit=limit)
+
+    @translate_storage_errors
+    async def stored_since(self, room_id: int, after: int,
+                           limit: int = HISTORY_PAGE) -> list[RoomEvent]:
+        """Every event after `after`, private ones too: for relaying to their audiences."""
+        return await self._storage.list_room_events(room_id, after=after, limit=limit)
 
     @translate_storage_errors
     async def history(self, user: User, room_id: int, *, after: int = 0,
@@ -128,13 +159,14 @@ class Rooms:
         check_private_target(access.role, Role(target_role) if target_role else None)
 
     @translate_storage_errors
-    async def append(self, room_id: int, event: str, sender_id: int, recipient_id: int | None,
-                     data: str) -> RoomEvent:
+    async def append(self, room_id: int, event: str, sender: User, recipient_id: int | None,
+                     data: Mapping[str, Any]) -> RoomEvent:
         """Store an event (already authorized and validated by the caller) under the room's
         next seq. Invalid once the room has ended, wherever it was ended (a chat server's
         copy of the room may predate an end from the web)."""
-        stored = await self._storage.append_event(room_id, event, sender_id, recipient_id,
-                                                  data, self._now())
+        now = self._now()
+        stored = await self._storage.append_event(room_id, event, sender.id, recipient_id,
+                                                  stored_data(room_id, sender, data, now), now)
         if stored is None:
             raise Invalid("this room has ended; its history stays readable")
         return stored
@@ -148,11 +180,6 @@ class Rooms:
         if target_role != Role.STUDENT:
             raise Invalid("only students can be removed from a room")
         await self._storage.ban_from_room(access.room.id, target_id, self._now())
-
-    @translate_storage_errors
-    async def close(self, access: RoomAccess) -> bool:
-        check(access.role, Action.MANAGE_SESSION)
-        return await self._storage.end_room(access.room.id, self._now())
 
     @translate_storage_errors
     async def arrived(self, room: Room, user: User) -> None:

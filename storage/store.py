@@ -355,16 +355,28 @@ class Storage:
         """Ends the room and closes every open attendance record at `now`.
         Returns False when it had already ended."""
         async with self.db.transaction() as tx:
-            written = await tx.execute(
-                "UPDATE rooms SET ended_at = %s WHERE id = %s AND ended_at IS NULL",
-                (now, room_id))
-            if written.rowcount != 1:
-                return False
-            rows = await tx.fetch_all(
-                "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
-                + tx.dialect.for_update, (room_id,))
-            for (user_id,) in rows:
-                await self._leave(tx, room_id, user_id, now, close_all=True)
+            return await self._end(tx, room_id, now)
+
+    async def close_room(self, room_id: int, event: str, sender_id: int, data: str,
+                         now: datetime) -> RoomEvent | None:
+        """Store a last public event and end the room, in one transaction, so nothing can be
+        stored after it. None (nothing changed) when the room had already ended."""
+        async with self.db.transaction() as tx:
+            stored = await self._append(tx, room_id, event, sender_id, None, data, now)
+            if stored is not None:
+                await self._end(tx, room_id, now)
+            return stored
+
+    async def _end(self, tx: Executor, room_id: int, now: datetime) -> bool:
+        written = await tx.execute(
+            "UPDATE rooms SET ended_at = %s WHERE id = %s AND ended_at IS NULL", (now, room_id))
+        if written.rowcount != 1:
+            return False
+        rows = await tx.fetch_all(
+            "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
+            + tx.dialect.for_update, (room_id,))
+        for (user_id,) in rows:
+            await self._leave(tx, room_id, user_id, now, close_all=True)
         return True
 
     async def claim_room(self, room_id: int, server: str, *, replacing: str | None) -> bool:
@@ -386,22 +398,35 @@ class Storage:
         """Store one event under the room's next seq; None (nothing stored) when the room
         has ended or does not exist, checked in the same statement that takes the seq."""
         async with self.db.transaction() as tx:
-            # The row lock taken by this UPDATE orders concurrent appends to one room.
-            written = await tx.execute(
-                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = %s AND ended_at IS NULL",
-                (room_id,))
-            if written.rowcount != 1:
-                return None
-            row = await tx.fetch_one("SELECT last_seq FROM rooms WHERE id = %s", (room_id,))
-            if row is None:
-                raise StorageError(f"no room {room_id}")
-            seq = int(row[0])
-            await tx.execute(
-                f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (room_id, seq, event, sender_id, recipient_id, data, now),
-            )
+            return await self._append(tx, room_id, event, sender_id, recipient_id, data, now)
+
+    async def _append(self, tx: Executor, room_id: int, event: str, sender_id: int,
+                      recipient_id: int | None, data: str, now: datetime) -> RoomEvent | None:
+        # The row lock taken by this UPDATE orders concurrent appends to one room.
+        written = await tx.execute(
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = %s AND ended_at IS NULL",
+            (room_id,))
+        if written.rowcount != 1:
+            return None
+        row = await tx.fetch_one("SELECT last_seq FROM rooms WHERE id = %s", (room_id,))
+        if row is None:
+            raise StorageError(f"no room {room_id}")
+        seq = int(row[0])
+        await tx.execute(
+            f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (room_id, seq, event, sender_id, recipient_id, data, now),
+        )
         return RoomEvent(room_id=room_id, seq=seq, event=event, sender_id=sender_id,
                          recipient_id=recipient_id, data=data, created_at=now)
+
+    async def list_room_events(self, room_id: int, *, after: int,
+                               limit: int = 1000) -> list[RoomEvent]:
+        """Every event after seq `after`, private ones included, oldest first: for a chat
+        server relaying what another process stored."""
+        rows = await self.db.fetch_all(
+            f"SELECT {_EVENT_COLUMNS} FROM room_events WHERE room_id = %s AND seq > %s"
+            " ORDER BY seq LIMIT %s", (room_id, after, limit))
+        return [_event(r) for r in rows]
 
     async def list_events(self, room_id: int, viewer_id: int, *, after: int = 0,
                           limit: int = 1000,

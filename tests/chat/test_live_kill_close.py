@@ -137,6 +137,41 @@ async def test_session_ended_elsewhere_takes_no_more_events(db_url: str) -> None
                 await a.request("message", {"room_id": room.id, "text": "before"})
                 await world.services.rooms.end(teacher.user, room.id)
                 ended = await world.last_seq(room.id)
+                # Every member is told within the chat server's sync interval, by the stored
+                # room/closed event (seq'd, so a resuming client gets it too).
+                for peer in (t, a):
+                    closed = await peer.have(lambda f: f["event"] == "room/closed")
+                    assert closed["seq"] == ended
                 await a.call("message", {"room_id": room.id, "text": "after"})
                 await a.call("signal", {"room_id": room.id, "value": "HELP"})
                 assert await world.last_seq(room.id) == ended
+
+
+async def test_events_stored_by_another_process_reach_members(db_url: str) -> None:
+    """Another process (an app server, a second chat server) stores an event in a room this
+    server hosts: members get it, in its audience only, within the sync interval."""
+    with trio.fail_after(10):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            bob = await world.person("bob")
+            classroom = await world.classroom(teacher, ann, bob)
+            room = await world.live_room(teacher, classroom)
+            async with (world.connect(teacher) as t, world.connect(ann) as a,
+                        world.connect(bob) as b):
+                for peer in (t, a, b):
+                    await peer.join(room.id)
+                rooms = world.services.rooms
+                public = await rooms.append(room.id, "message", teacher.user, None,
+                                            {"text": "from elsewhere"})
+                private = await rooms.append(room.id, "message/to_client", teacher.user,
+                                             ann.id, {"user_id": ann.id, "text": "psst"})
+                for peer in (t, a, b):
+                    got = await peer.have(lambda f: f.get("seq") == public.seq)
+                    assert got["data"]["text"] == "from elsewhere"
+                await a.have(lambda f: f.get("seq") == private.seq)
+                await t.have(lambda f: f.get("seq") == private.seq)
+                await t.request("message", {"room_id": room.id, "text": "local"})
+                await b.have(lambda f: f["data"].get("text") == "local")
+                await b.sync()
+                assert private.seq not in [f.get("seq") for f in b.log]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import trio
 
 from chat.hub import REPLAY_PAGE
-from protocol.envelope import encode_data
 from tests.chat.harness import Frame, chat_world
 
 
@@ -58,9 +57,8 @@ async def test_rejoin_racing_live_traffic_loses_and_repeats_nothing(db_url: str)
             history = REPLAY_PAGE + 100
             for i in range(history):
                 text = "old done" if i == history - 1 else f"old {i}"
-                await world.services.rooms.append(rid, "message", teacher.id, None, encode_data(
-                    {"room_id": rid, "from": {"id": teacher.id, "name": "Teacher"},
-                     "text": text}))
+                await world.services.rooms.append(rid, "message", teacher.user, None,
+                                                  {"text": text})
             n = 1  # what ann saw before she dropped
             async with world.connect(bob) as b:
                 await b.join(rid, after=history)
