@@ -220,6 +220,7 @@ class RoomHub:
             with trio.CancelScope(shield=True):
                 stored = await self._services.rooms.append(live.id, event, sender,
                                                            recipient_id, data)
+                await self._relay_before(live, stored.seq)
                 live.last_seq = stored.seq
                 if after_store is not None:
                     await after_store()
@@ -233,6 +234,7 @@ class RoomHub:
             with trio.CancelScope(shield=True):
                 stored = await self._services.rooms.close(access, user)
                 if stored is not None:
+                    await self._relay_before(live, stored.seq)
                     live.last_seq = stored.seq
                     live.deliver_event(stored)
         if stored is not None:
@@ -258,19 +260,26 @@ class RoomHub:
                     log.warning("room %s: cannot sync with the database: %s", live.id,
                                 exc.message)
 
+    async def _relay_before(self, live: LiveRoom, seq: int) -> None:
+        """Deliver events other processes stored in this room before `seq` (ours), which
+        this server has not relayed yet, so members get the room's events in seq order.
+        Called with the room's lock held."""
+        while live.last_seq < seq - 1:
+            missed = [e for e in await self._services.rooms.stored_since(live.id, live.last_seq)
+                      if e.seq < seq]
+            if not missed:
+                break
+            for event in missed:
+                live.deliver_event(event)
+                live.last_seq = event.seq
+
     async def sync(self, live: LiveRoom) -> None:
         room = await self._services.rooms.reload(live.id)
         if room is None:
             return
         async with live.lock:
             with trio.CancelScope(shield=True):
-                while room.last_seq > live.last_seq:
-                    events = await self._services.rooms.stored_since(live.id, live.last_seq)
-                    if not events:
-                        break
-                    for event in events:
-                        live.deliver_event(event)
-                        live.last_seq = event.seq
+                await self._relay_before(live, room.last_seq + 1)
                 live.room = room
         if not room.is_open and self._rooms.get(live.id) is live:
             await self._unload(live)

@@ -175,3 +175,24 @@ async def test_events_stored_by_another_process_reach_members(db_url: str) -> No
                 await b.have(lambda f: f["data"].get("text") == "local")
                 await b.sync()
                 assert private.seq not in [f.get("seq") for f in b.log]
+
+
+async def test_a_local_event_never_overtakes_one_stored_elsewhere(db_url: str) -> None:
+    """Another process stored seq N; this server's next event gets N+1. Members must get N
+    first, at once, not after the next sync round."""
+    with trio.fail_after(10):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            classroom = await world.classroom(teacher, ann)
+            room = await world.live_room(teacher, classroom)
+            async with world.connect(teacher) as t, world.connect(ann) as a:
+                for peer in (t, a):
+                    await peer.join(room.id)
+                elsewhere = await world.services.rooms.append(room.id, "message", teacher.user,
+                                                              None, {"text": "elsewhere"})
+                with trio.fail_after(1):  # well inside the 2 s sync interval
+                    await t.request("message", {"room_id": room.id, "text": "here"})
+                    here = await a.have(lambda f: f["data"].get("text") == "here")
+                seqs = [f["seq"] for f in a.log if f["event"] == "message"]
+                assert seqs == [elsewhere.seq, here["seq"]] == [elsewhere.seq, elsewhere.seq + 1]
