@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from storage import StorageError
+
 from .config import DEFAULT_CHAT, DEFAULT_DB, DEFAULT_HTTP, Config, parse_address
 
 
@@ -75,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import startup
 
     if args.command == "init-db":
-        version = trio.run(startup.init_db, config)
+        try:
+            version = trio.run(startup.init_db, config)
+        except StorageError as exc:
+            print(f"classroom: cannot set up the database: {exc}", file=sys.stderr)
+            return 2
         print(f"classroom: schema version {version} ready in {config.db_url.split('@')[-1]}")
         return 0
     trio.run(startup.serve, config)

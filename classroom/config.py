@@ -8,6 +8,8 @@ from typing import Final
 
 import attrs
 
+from storage import database_for
+
 DEFAULT_DB: Final = "sqlite:///classroom.db"
 DEFAULT_HTTP: Final = "127.0.0.1:8000"
 DEFAULT_CHAT: Final = "127.0.0.1:8001"
@@ -30,9 +32,13 @@ def parse_address(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _check_db_url(config: object, attribute: object, url: str) -> None:
+    database_for(url)  # raises ValueError with a message an operator can act on
+
+
 @attrs.frozen
 class Config:
-    db_url: str = DEFAULT_DB
+    db_url: str = attrs.field(default=DEFAULT_DB, validator=_check_db_url)
     http: tuple[str, int] | None = parse_address(DEFAULT_HTTP)
     chat: tuple[str, int] | None = parse_address(DEFAULT_CHAT)
     # Where browsers reach the chat server (ws://host:port/ws); None: the chat listener itself.

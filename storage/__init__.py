@@ -40,13 +40,15 @@ __all__ = [
     "StorageUnavailable",
     "TagCount",
     "User",
+    "database_for",
     "open_storage",
 ]
 
 
 def database_for(url: str) -> Database:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite://:memory:` or
-    `mysql://user:pass@host:port/db?pool=N`. Raises ValueError for anything else."""
+    `mysql://user:pass@host:port/db?pool=N`. Raises ValueError for anything else; does no I/O,
+    so it also serves to check a URL early."""
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
         path = path.removeprefix("/") if path != ":memory:" else path
