@@ -47,8 +47,14 @@ MAX_CONNECTIONS: Final = 10_000
 class ChatServer:
     def __init__(self, services: Services, *, server_name: str | None = None,
                  outbox_frames: int = MAX_QUEUED_FRAMES,
-                 outbox_bytes: int = MAX_QUEUED_BYTES) -> None:
+                 outbox_bytes: int = MAX_QUEUED_BYTES,
+                 ping_interval: float = PING_INTERVAL,
+                 ping_timeout: float = PING_TIMEOUT) -> None:
         self._services = services
+        # Seconds between pings of a connection, and how long its pong may take (short in
+        # tests).
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
         # Each connection's outgoing queue bound (see outbox.py); small in tests.
         self._outbox_limits = (outbox_frames, outbox_bytes)
         self._hub = RoomHub(services, server_name or "chat")
@@ -205,14 +211,15 @@ class ChatServer:
     async def _keepalive(self, client: Client, ws: WebSocketConnection) -> None:
         """Ping a quiet connection; one that does not answer in time is dropped."""
         while True:
-            await trio.sleep(PING_INTERVAL)
-            with trio.move_on_after(PING_TIMEOUT) as waited:
+            await trio.sleep(self._ping_interval)
+            with trio.move_on_after(self._ping_timeout) as waited:
                 try:
                     await ws.ping()
                 except ConnectionClosed:
                     client.scope.cancel()
                     return
             if waited.cancelled_caught:
-                log.info("user %s: no pong in %.0f s, dropping", client.user.id, PING_TIMEOUT)
+                log.info("user %s: no pong in %.1f s, dropping", client.user.id,
+                         self._ping_timeout)
                 client.disconnect(CLOSE_GOING_AWAY, "no answer to ping")
                 return

@@ -299,7 +299,8 @@ class Peer:
 @asynccontextmanager
 async def chat_world(db_url: str, *, clock: Clock | None = None,
                      **server_options: Any) -> AsyncIterator[ChatWorld]:
-    """`server_options` go to ChatServer (outbox_frames=, outbox_bytes=, ...)."""
+    """`server_options` go to ChatServer (outbox_frames=, outbox_bytes=, ping_interval=,
+    ping_timeout=, ...)."""
     async with open_storage(db_url) as storage:
         await storage.init_schema()
         services = Services.build(storage) if clock is None else Services.build(storage,
