@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
@@ -79,6 +80,8 @@ class RoomHub:
         self.server_name = server_name
         # Every connection by user, to tell members of a class about a new room.
         self.by_user: dict[int, set[Client]] = {}
+        # Departures (room, user, when) the database was down for; written when it is back.
+        self._unrecorded: list[tuple[Room, User, datetime]] = []
 
     def connected(self, client: Client) -> None:
         self.by_user.setdefault(client.user.id, set()).add(client)
@@ -193,12 +196,20 @@ class RoomHub:
                 self._presence(live, user, online=False)
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
+        departure = (live.room, user, self._services.clock())
         with trio.CancelScope(shield=True):
             try:
-                await self._services.rooms.departed(live.room, user)
+                await self._services.rooms.departed(*departure)
             except ClassroomError as exc:
-                log.warning("attendance of user %s in room %s not recorded: %s",
+                log.warning("attendance of user %s in room %s not recorded yet: %s",
                             user.id, room_id, exc.message)
+                self._unrecorded.append(departure)
+
+    async def _record_departures(self) -> None:
+        """Write departures the database missed (it was down), with their own times."""
+        while self._unrecorded:
+            await self._services.rooms.departed(*self._unrecorded[0])
+            self._unrecorded.pop(0)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
         data = {"room_id": live.id, "user_id": user.id, "name": user.display_name,
@@ -253,6 +264,11 @@ class RoomHub:
         (the instructor's End button on an app server), every `interval` seconds."""
         while True:
             await trio.sleep(interval)
+            try:
+                await self._record_departures()
+            except ClassroomError as exc:
+                log.warning("%d departures still not recorded: %s", len(self._unrecorded),
+                            exc.message)
             for live in list(self._rooms.values()):
                 try:
                     await self.sync(live)

@@ -8,6 +8,7 @@ readable (history, attendance) but take no new events.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
@@ -187,9 +188,10 @@ class Rooms:
             await self._storage.attendance_join(room.id, user.id, self._now())
 
     @translate_storage_errors
-    async def departed(self, room: Room, user: User) -> None:
+    async def departed(self, room: Room, user: User, at: datetime | None = None) -> None:
+        """One connection of the user left the room (`at`: when, if not now)."""
         if room.kind == LIVE:
-            await self._storage.attendance_leave(room.id, user.id, self._now())
+            await self._storage.attendance_leave(room.id, user.id, at or self._now())
 
     @translate_storage_errors
     async def attendance(self, user: User, room_id: int) -> tuple[Room, list[Attendance]]:

@@ -100,3 +100,31 @@ async def test_outage_refuses_events_keeps_connections_and_recovers() -> None:
                 # And the private path is back too.
                 await b.request("message/to_mentor", {"room_id": rid, "text": "back"})
                 await t.have(lambda f: f["data"].get("text") == "back")
+
+
+async def test_a_departure_during_an_outage_is_recorded_when_the_database_is_back() -> None:
+    with trio.fail_after(15):
+        async with world_behind_proxy() as (world, proxy):
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            classroom = await world.classroom(teacher, ann)
+            room = await world.live_room(teacher, classroom)
+            async with world.connect(teacher) as t:
+                await t.join(room.id)
+                async with world.connect(ann) as a:
+                    await a.join(room.id)
+                    await a.sync()  # the join is handled in full (attendance written)
+                    proxy.cut()
+                left_at = world.services.clock()
+                await t.have(lambda f: f["event"] == "presence" and f["data"]["online"] is False
+                             and f["data"]["user_id"] == ann.id)
+                proxy.restore()
+                # The chat server writes it on its next look at the database (every 2 s).
+                while True:
+                    _, records = await world.services.rooms.attendance(teacher.user, room.id)
+                    mine = {r.user.id: r for r in records}[ann.id]
+                    if mine.open_connections == 0:
+                        break
+                    await trio.sleep(0.2)
+                assert mine.last_leave is not None
+                assert abs((mine.last_leave - left_at).total_seconds()) < 1.0
