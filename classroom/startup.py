@@ -8,6 +8,7 @@ in-flight HTTP requests `shutdown_grace` seconds, then cancel what is left and e
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable
@@ -38,6 +39,7 @@ def _origins(host: str, port: int) -> set[str]:
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run until SIGINT/SIGTERM (or cancellation). `task_status.started` gets a dict with the
     bound `http` and `chat` ports (None for a listener that is off)."""
+    _allow_many_connections()
     try:
         async with open_storage(config.db_url) as storage:
             version = await storage.init_schema()
@@ -53,6 +55,17 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     except StorageUnavailable as exc:
         print(f"classroom: cannot open the database: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from exc
+
+
+def _allow_many_connections() -> None:
+    """Raise the open-files limit to its hard maximum: every client is a descriptor, and the
+    usual soft limit (1024) would cap a lecture's live room below its size."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open-files limit stays at %s: %s", soft, exc)
 
 
 async def _start_listeners(config: Config, services: Services, nursery: trio.Nursery
