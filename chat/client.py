@@ -7,10 +7,10 @@ from typing import Any, Final
 import attrs
 import trio
 
+from classroom import User
 from classroom.rooms import RoomAccess
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
-from storage import User
 
 from .outbox import Outbox
 

@@ -19,14 +19,13 @@ from typing import Any, Final
 import attrs
 import trio
 
-from classroom import Services
+from classroom import Room, RoomEvent, Services, User
 from classroom.errors import ClassroomError
 from classroom.rooms import RoomAccess
 from classroom.rules import Role
 from classroom.views import user_view
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
-from storage import Room, RoomEvent, User
 
 from .client import Client, Joined
 

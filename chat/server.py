@@ -17,11 +17,10 @@ from typing import Any, Final
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from classroom import Services
+from classroom import Services, User
 from classroom.errors import ClassroomError
 from protocol import parse_cookie_header
 from protocol.envelope import EnvelopeError, parse_envelope
-from storage import StorageError, User
 
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .handlers import Dispatcher
@@ -187,9 +186,6 @@ class ChatServer:
             except Overflow:
                 client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
                 return
-            except StorageError:  # one not translated on its way up: still an outage
-                client.error("unavailable", "the database is unavailable; the event may not "
-                             "have been stored", ref=envelope.ref)
             except Exception:
                 # A bug must cost this event, not every connection of the server (an
                 # exception leaving this task would cancel the whole listener).

@@ -1,7 +1,34 @@
 """The domain: users, classes, membership, posts, rooms, attendance, live events; every
-permission rule (rules.py), config, the `classroom` command and process start-up."""
+permission rule (rules.py), config, the `classroom` command and process start-up.
+
+The record types are storage's frozen values, re-exported here so `web/` and `chat/` depend
+on the domain only."""
+
+from storage import (
+    Attendance,
+    Classroom,
+    Member,
+    Membership,
+    Post,
+    Room,
+    RoomEvent,
+    TagCount,
+    User,
+)
 
 from .errors import ClassroomError
 from .services import Services
 
-__all__ = ["ClassroomError", "Services"]
+__all__ = [
+    "Attendance",
+    "Classroom",
+    "ClassroomError",
+    "Member",
+    "Membership",
+    "Post",
+    "Room",
+    "RoomEvent",
+    "Services",
+    "TagCount",
+    "User",
+]

@@ -26,6 +26,7 @@ class Classes:
         self._storage = storage
         self._now = clock
 
+    @translate_storage_errors
     async def role_of(self, user: User, classroom_id: int) -> Role | None:
         role = await self._storage.get_role(classroom_id, user.id)
         return Role(role) if role else None

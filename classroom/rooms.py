@@ -63,6 +63,7 @@ class Rooms:
         return await self._storage.create_room(classroom_id, kind, clean_topic, user.id,
                                                self._now())
 
+    @translate_storage_errors
     async def current_session(self, classroom_id: int) -> Room | None:
         for room in await self._storage.list_rooms(classroom_id, LIVE):
             if room.is_open:
@@ -155,6 +156,7 @@ class Rooms:
                                                  limit=HISTORY_PAGE, between=(user.id, other))
         return other, events
 
+    @translate_storage_errors
     async def check_private_target(self, access: RoomAccess, target_id: int) -> None:
         target_role = await self._storage.get_role(access.room.classroom_id, target_id)
         check_private_target(access.role, Role(target_role) if target_role else None)

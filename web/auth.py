@@ -27,7 +27,7 @@ from classroom.services import Services
 from protocol import HTTPError, Request, Response
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
-    from storage import User
+    from classroom import User
 
 __all__ = [
     "CSRF_COOKIE",

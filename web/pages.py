@@ -43,7 +43,7 @@ from .inputs import query_int
 from .render import page
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
-    from storage import User
+    from classroom import User
 
 __all__ = ["FORM_ERRORS", "PageGroup", "PageRoute", "Pages", "Visit"]
 

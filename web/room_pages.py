@@ -22,7 +22,7 @@ from .inputs import query_int
 from .pages import FORM_ERRORS, PageGroup, PageRoute, Visit
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
-    from storage import Classroom, Room, RoomEvent
+    from classroom import Classroom, Room, RoomEvent
 
 __all__ = ["RoomPages"]
 

@@ -13,7 +13,7 @@ from classroom.rules import Action, Role, may
 from .render import iso_time
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
-    from storage import Classroom, Member, Membership, Post, TagCount, User
+    from classroom import Classroom, Member, Membership, Post, TagCount, User
 
 __all__ = ["classroom", "member", "membership", "post", "tag_count", "user"]
 
