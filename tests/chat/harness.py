@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -61,6 +61,20 @@ class Person:
         return self.user.id
 
 
+@attrs.frozen
+class LiveClass:
+    """A class with its live session open: `people` is the instructor, then the students."""
+
+    teacher: Person
+    students: tuple[Person, ...]
+    classroom: Classroom
+    room: Room
+
+    @property
+    def people(self) -> tuple[Person, ...]:
+        return (self.teacher, *self.students)
+
+
 @attrs.define
 class ChatWorld:
     services: Services
@@ -98,6 +112,15 @@ class ChatWorld:
 
     async def live_room(self, instructor: Person, classroom: Classroom) -> Room:
         return await self.services.rooms.open(instructor.user, classroom.id, "live")
+
+    async def live_class(self, teacher: str, *students: str) -> LiveClass:
+        """People made in the order named, a class of them taught by the first, and its
+        live room."""
+        instructor = await self.person(teacher)
+        members = tuple([await self.person(name) for name in students])
+        classroom = await self.classroom(instructor, *members)
+        room = await self.live_room(instructor, classroom)
+        return LiveClass(instructor, members, classroom, room)
 
     async def room(self, room_id: int) -> Room:
         room = await self.services.storage.get_room(room_id)
@@ -138,6 +161,17 @@ class ChatWorld:
         # trio-websocket's client leaves its socket open when the server closed first
         # without waiting for the closing handshake (e.g. 1009): a ResourceWarning later.
         await stream._stream.aclose()
+
+    @asynccontextmanager
+    async def joined(self, room_id: int, *people: Person) -> AsyncIterator[list[Peer]]:
+        """A connection for each person (one per tab: a person may come twice), all opened
+        first, then each joins the room in turn."""
+        async with AsyncExitStack() as stack:
+            peers = [await stack.enter_async_context(self.connect(person))
+                     for person in people]
+            for peer in peers:
+                await peer.join(room_id)
+            yield peers
 
     @asynccontextmanager
     async def connect_stalled(self, person: Person, *, rcvbuf: int = 4096

@@ -36,15 +36,10 @@ async def test_join_leave_rejoin_timings_two_tabs_counted_once(db_url: str) -> N
 
     with trio.fail_after(15):
         async with chat_world(db_url, clock=clock) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
-            async with world.connect(teacher) as t, world.connect(bob) as b:
-                await t.join(rid)
-                await b.join(rid)
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            rid = lesson.room.id
+            async with world.joined(rid, teacher, bob) as (t, b):
                 await b.sync()
                 async with world.connect(ann) as tab1:
                     await tab1.join(rid)                                     # t = 0
@@ -92,10 +87,9 @@ async def test_attendance_in_real_time(db_url: str) -> None:
     """The same with the real clock and generous tolerances."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
             began = trio.current_time()
             async with world.connect(ann) as tab1, world.connect(ann) as tab2:
                 await tab1.join(room.id)

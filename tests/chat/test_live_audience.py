@@ -29,17 +29,10 @@ async def read_until_text(peer: Peer, text: str) -> None:
 async def test_private_events_reach_only_sender_and_recipient(db_url: str) -> None:
     with trio.fail_after(20):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
-            async with (world.connect(teacher) as t, world.connect(ann) as a1,
-                        world.connect(ann) as a2, world.connect(bob) as b):
-                for peer in (t, a1, a2, b):
-                    await peer.join(rid)
-
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            rid = lesson.room.id
+            async with world.joined(rid, teacher, ann, ann, bob) as (t, a1, a2, b):
                 await a1.request("message", {"room_id": rid, "text": "public from ann"})
                 await a1.request("message/to_mentor", {"room_id": rid, "text": "ann asks"})
                 await t.request("message/to_client",
@@ -126,15 +119,10 @@ async def test_room_update_reaches_members_of_the_class_only(db_url: str) -> Non
 async def test_student_code_and_signal_never_reach_other_students(db_url: str) -> None:
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            async with (world.connect(teacher) as t, world.connect(ann) as a,
-                        world.connect(bob) as b):
-                for peer in (t, a, b):
-                    await peer.join(room.id)
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            room = lesson.room
+            async with world.joined(room.id, teacher, ann, bob) as (t, a, b):
                 await t.request("sharing/start", {"room_id": room.id})
                 for event, data in (
                         ("sharing/code_send", {"files": [

@@ -110,18 +110,15 @@ def resolve(value: Any, names: dict[str, int]) -> Any:
 async def two_members(db_url: str) -> AsyncIterator[tuple[ChatWorld, Peer, Peer, dict[str, int]]]:
     """A room with the instructor and a student connected, and the ids BAD's names mean."""
     async with chat_world(db_url) as world:
-        teacher = await world.person("teacher")
-        ann = await world.person("ann")
+        lesson = await world.live_class("teacher", "ann")
+        teacher, ann = lesson.people
+        room = lesson.room
         stranger = await world.person("stranger")
-        classroom = await world.classroom(teacher, ann)
-        room = await world.live_room(teacher, classroom)
         other = await world.classroom(stranger, name="Other")
         other_room = await world.live_room(stranger, other)
         names = {"ROOM": room.id, "OTHER": other_room.id, "ANN": ann.id,
-                 "TEACHER": teacher.id, "STRANGER": stranger.id, "CLASS": classroom.id}
-        async with world.connect(teacher) as t, world.connect(ann) as a:
-            await t.join(room.id)
-            await a.join(room.id)
+                 "TEACHER": teacher.id, "STRANGER": stranger.id, "CLASS": lesson.classroom.id}
+        async with world.joined(room.id, teacher, ann) as (t, a):
             await a.sync()
             yield world, t, a, names
 
@@ -170,13 +167,9 @@ async def test_frame_over_the_hard_limit_closes_only_that_connection(db_url: str
     other connections carry on."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
-            async with world.connect(teacher) as t, world.connect(ann) as a:
-                await t.join(room.id)
-                await a.join(room.id)
+            lesson = await world.live_class("teacher", "ann")
+            room = lesson.room
+            async with world.joined(room.id, *lesson.people) as (t, a):
                 with contextlib.suppress(ConnectionClosed):  # closed while we still send
                     await a.send_raw(json.dumps({"event": "message", "data": {
                         "room_id": room.id, "text": "a" * (5 * MIB)}}))

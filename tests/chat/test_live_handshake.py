@@ -54,10 +54,9 @@ async def test_bad_or_stale_credentials_are_refused(db_url: str) -> None:
 async def test_shutdown_closes_every_client_with_1001(db_url: str) -> None:
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
             async with (world.connect(teacher) as t, world.connect(ann) as a,
                         world.connect(ann) as idle):
                 await t.join(room.id)

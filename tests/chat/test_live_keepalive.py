@@ -145,10 +145,9 @@ async def test_clients_that_answer_pings_stay_connected(db_url: str) -> None:
     with trio.fail_after(10):
         async with chat_world(db_url, ping_interval=PING_INTERVAL,
                               ping_timeout=PING_TIMEOUT) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            rid = (await world.live_room(teacher, classroom)).id
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            rid = lesson.room.id
             async with world.connect(teacher) as t, raw_client(world, ann) as a:
                 await t.join(rid)
                 assert (await a.request("room/join", {"room_id": rid}))["event"] == "room/join"
@@ -172,10 +171,9 @@ async def test_a_peer_that_stops_answering_is_dropped_and_leaves_the_room(
     with trio.fail_after(10):
         async with chat_world(db_url, ping_interval=PING_INTERVAL,
                               ping_timeout=PING_TIMEOUT) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            rid = (await world.live_room(teacher, classroom)).id
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            rid = lesson.room.id
             async with world.connect(teacher) as t, raw_client(world, ann) as a:
                 await t.join(rid)
                 assert (await a.request("room/join", {"room_id": rid}))["event"] == "room/join"

@@ -15,16 +15,10 @@ def presence_of(peer: Peer, user_id: int) -> list[bool]:
 async def test_kill_removes_the_student_until_the_session_ends(db_url: str) -> None:
     with trio.fail_after(15):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
-            async with (world.connect(teacher) as t, world.connect(ann) as a1,
-                        world.connect(ann) as a2, world.connect(bob) as b):
-                for peer in (t, a1, a2, b):
-                    await peer.join(rid)
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            rid = lesson.room.id
+            async with world.joined(rid, teacher, ann, ann, bob) as (t, a1, a2, b):
                 await t.request("message", {"room_id": rid, "text": "welcome"})
 
                 await t.request("room/kill", {"room_id": rid, "user_id": ann.id})
@@ -75,16 +69,10 @@ async def test_kill_removes_the_student_until_the_session_ends(db_url: str) -> N
 async def test_close_ends_the_room_for_everyone(db_url: str) -> None:
     with trio.fail_after(15):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
-            async with (world.connect(teacher) as t, world.connect(ann) as a,
-                        world.connect(bob) as b):
-                for peer in (t, a, b):
-                    await peer.join(rid)
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            classroom, rid = lesson.classroom, lesson.room.id
+            async with world.joined(rid, teacher, ann, bob) as (t, a, b):
                 await a.request("message", {"room_id": rid, "text": "bye"})
                 await a.request("message/to_mentor", {"room_id": rid, "text": "thanks"})
                 assert await a.refused("room/close", {"room_id": rid}) == "forbidden"
@@ -127,13 +115,10 @@ async def test_session_ended_elsewhere_takes_no_more_events(db_url: str) -> None
     /api/v1/sessions/{id}/end does) while members are connected to this chat server."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
-            async with world.connect(teacher) as t, world.connect(ann) as a:
-                await t.join(room.id)
-                await a.join(room.id)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
+            async with world.joined(room.id, teacher, ann) as (t, a):
                 await a.request("message", {"room_id": room.id, "text": "before"})
                 await world.services.rooms.end(teacher.user, room.id)
                 ended = await world.last_seq(room.id)
@@ -152,15 +137,10 @@ async def test_events_stored_by_another_process_reach_members(db_url: str) -> No
     server hosts: members get it, in its audience only, within the sync interval."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            async with (world.connect(teacher) as t, world.connect(ann) as a,
-                        world.connect(bob) as b):
-                for peer in (t, a, b):
-                    await peer.join(room.id)
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            room = lesson.room
+            async with world.joined(room.id, teacher, ann, bob) as (t, a, b):
                 rooms = world.services.rooms
                 public = await rooms.append(room.id, "message", teacher.user, None,
                                             {"text": "from elsewhere"})
@@ -182,13 +162,10 @@ async def test_a_local_event_never_overtakes_one_stored_elsewhere(db_url: str) -
     first, at once, not after the next sync round."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
-            async with world.connect(teacher) as t, world.connect(ann) as a:
-                for peer in (t, a):
-                    await peer.join(room.id)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
+            async with world.joined(room.id, teacher, ann) as (t, a):
                 elsewhere = await world.services.rooms.append(room.id, "message", teacher.user,
                                                               None, {"text": "elsewhere"})
                 with trio.fail_after(1):  # well inside the 2 s sync interval

@@ -51,12 +51,9 @@ async def refused_quickly(peer: Peer, event: str, data: dict[str, object]) -> Fr
 async def test_outage_refuses_events_keeps_connections_and_recovers() -> None:
     with trio.fail_after(15):
         async with world_behind_proxy() as (world, proxy):
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            rid = lesson.room.id
             async with world.connect(teacher) as t, world.connect(ann) as a, \
                     world.connect(bob) as b:
                 peers = [t, a, b]
@@ -105,10 +102,9 @@ async def test_outage_refuses_events_keeps_connections_and_recovers() -> None:
 async def test_a_departure_during_an_outage_is_recorded_when_the_database_is_back() -> None:
     with trio.fail_after(15):
         async with world_behind_proxy() as (world, proxy):
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
             async with world.connect(teacher) as t:
                 await t.join(room.id)
                 async with world.connect(ann) as a:

@@ -104,12 +104,11 @@ async def test_who_may_send(db_url: str, event: str) -> None:
     event may end the room) each send the event on a connection of their own."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            sam = await world.person("sam")
+            lesson = await world.live_class("teacher", "sam")
+            teacher, sam = lesson.people
+            classroom, room = lesson.classroom, lesson.room
             olga = await world.person("olga")
             other_teacher = await world.person("otto")
-            classroom = await world.classroom(teacher, sam)
-            room = await world.live_room(teacher, classroom)
             elsewhere = await world.classroom(other_teacher, olga, name="Databases")
             elsewhere_room = await world.live_room(other_teacher, elsewhere)
             ctx = Ctx(classroom.id, room.id, sam.id)

@@ -16,10 +16,9 @@ def message_seqs(frames: list[Frame]) -> list[int]:
 async def test_rejoin_gets_exactly_what_was_missed_then_live(db_url: str) -> None:
     with trio.fail_after(20):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
             async with world.connect(teacher) as t:
                 await t.join(room.id)
                 async with world.connect(ann) as a:
@@ -47,12 +46,9 @@ async def test_rejoin_gets_exactly_what_was_missed_then_live(db_url: str) -> Non
 async def test_rejoin_racing_live_traffic_loses_and_repeats_nothing(db_url: str) -> None:
     with trio.fail_after(30):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            bob = await world.person("bob")
-            classroom = await world.classroom(teacher, ann, bob)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
+            lesson = await world.live_class("teacher", "ann", "bob")
+            teacher, ann, bob = lesson.people
+            rid = lesson.room.id
             # More history than one replay page, stored before anyone connects.
             history = REPLAY_PAGE + 100
             for i in range(history):
@@ -100,10 +96,9 @@ async def test_join_again_on_the_same_connection(db_url: str) -> None:
     room goes on working for it."""
     with trio.fail_after(10):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            room = lesson.room
             async with world.connect(teacher) as t:
                 await t.join(room.id)
                 await t.request("message", {"room_id": room.id, "text": "one"})
@@ -121,11 +116,9 @@ async def test_sender_hanging_up_mid_event_loses_nothing_for_others(db_url: str)
     connection ends while the server is storing it (a tab closed right after sending)."""
     with trio.fail_after(20):
         async with chat_world(db_url) as world:
-            teacher = await world.person("teacher")
-            ann = await world.person("ann")
-            classroom = await world.classroom(teacher, ann)
-            room = await world.live_room(teacher, classroom)
-            rid = room.id
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            rid = lesson.room.id
             async with world.connect(teacher) as t:
                 await t.join(rid)
                 for attempt in range(15):
