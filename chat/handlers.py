@@ -82,9 +82,8 @@ class Dispatcher:
                                                topic)
         update = {"room": room_view(room)}
         client.send("room/update", update, ref=envelope.ref)
-        members = await self._services.storage.list_members(room.classroom_id)
-        for member in members:
-            for other in self._hub.by_user.get(member.user.id, ()):
+        for member, _ in await self._services.rooms.members(room.classroom_id):
+            for other in self._hub.by_user.get(member.id, ()):
                 if other is not client:
                     other.send("room/update", update)
 
@@ -141,7 +140,7 @@ class Dispatcher:
         by_step = [await rooms.state(live.id, f"step/{i}") for i in range(len(steps))]
         signals = await rooms.state(live.id, "signal")
         students = []
-        for user, role in await rooms.members(access):
+        for user, role in await rooms.members(access.room.classroom_id):
             if role != Role.STUDENT:
                 continue
             statuses = [json.loads(s[user.id])["status"] if user.id in s else "NONE"

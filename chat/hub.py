@@ -165,8 +165,8 @@ class RoomHub:
             # Loaded once per room, again only when someone new to it arrives (a student who
             # joined the class after the room loaded): a lecture's thousand joins would
             # otherwise read the whole roster a thousand times.
-            live.members = {user.id: (user, role)
-                            for user, role in await self._services.rooms.members(access)}
+            roster = await self._services.rooms.members(access.room.classroom_id)
+            live.members = {user.id: (user, role) for user, role in roster}
         online = live.online()
         members = [
             {**user_view(user), "role": role.value, "online": user.id in online}

@@ -202,8 +202,9 @@ class Rooms:
         return access.room, await self._storage.list_attendance(room_id)
 
     @translate_storage_errors
-    async def members(self, access: RoomAccess) -> list[tuple[User, Role]]:
-        members = await self._storage.list_members(access.room.classroom_id)
+    async def members(self, classroom_id: int) -> list[tuple[User, Role]]:
+        """A class's members with their roles (the caller has checked membership)."""
+        members = await self._storage.list_members(classroom_id)
         return [(m.user, Role(m.role)) for m in members]
 
     @translate_storage_errors

@@ -167,7 +167,8 @@ class RoomPages(PageGroup):
         else:
             after = query_int(visit.request, "after") or 0
             events = await rooms.history(me, room.id, after=after, limit=HISTORY_PAGE)
-            names = {user.id: user.display_name for user, _ in await rooms.members(access)}
+            roster = await rooms.members(access.room.classroom_id)
+            names = {user.id: user.display_name for user, _ in roster}
             context.update(
                 transcript=[entry for e in events
                             if (entry := _transcript_entry(e, names, me.id))],
