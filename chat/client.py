@@ -55,7 +55,11 @@ class Client:
 
     def send(self, event: str, data: dict[str, Any], *, ref: int | None = None) -> None:
         """An answer or notice for this client alone (not stored, no seq)."""
-        self.deliver(0, text_frame(encode_event(event, encode_data(data), ref=ref)))
+        self.send_json(event, encode_data(data), ref=ref)
+
+    def send_json(self, event: str, data_json: str, *, ref: int | None = None) -> None:
+        """The same, with `data` already encoded."""
+        self.deliver(0, text_frame(encode_event(event, data_json, ref=ref)))
 
     def error(self, code: str, message: str, *, ref: int | None = None) -> None:
         self.send("error", {"code": code, "message": message}, ref=ref)

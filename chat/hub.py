@@ -22,7 +22,6 @@ import trio
 from classroom import Room, RoomEvent, Services, User
 from classroom.errors import ClassroomError
 from classroom.rooms import RoomAccess
-from classroom.rules import Role
 from classroom.views import user_view
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
@@ -43,8 +42,9 @@ class LiveRoom:
     last_seq: int
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     by_user: dict[int, set[Client]] = attrs.field(factory=dict)
-    # The class's members by user id (see RoomHub._join_answer).
-    members: dict[int, tuple[User, Role]] | None = None
+    # The class's members by user id, each as its join-answer JSON entry offline and online,
+    # encoded once per room (see RoomHub._join_answer).
+    members: dict[int, tuple[str, str]] | None = None
 
     @property
     def id(self) -> int:
@@ -134,7 +134,7 @@ class RoomHub:
                 client.rooms[room_id] = joined
                 upto = live.last_seq
             break
-        client.send(answer, await self._join_answer(live, access, client), ref=ref)
+        client.send_json(answer, await self._join_answer(live, access, client), ref=ref)
         if first_connection:
             self._presence(live, user, online=True)
         try:
@@ -159,27 +159,28 @@ class RoomHub:
                 break
             after = events[-1].seq
 
-    async def _join_answer(self, live: LiveRoom, access: RoomAccess,
-                           client: Client) -> dict[str, Any]:
+    async def _join_answer(self, live: LiveRoom, access: RoomAccess, client: Client) -> str:
+        """The `room/join` answer's data as JSON text. A lecture's thousand joins each list
+        the thousand members, so each member's entry is encoded once, not once per join."""
         if live.members is None or client.user.id not in live.members:
             # Loaded once per room, again only when someone new to it arrives (a student who
-            # joined the class after the room loaded): a lecture's thousand joins would
-            # otherwise read the whole roster a thousand times.
+            # joined the class after the room loaded).
             roster = await self._services.rooms.members(access.room.classroom_id)
-            live.members = {user.id: (user, role) for user, role in roster}
+            live.members = {}
+            for user, role in roster:
+                entry = {**user_view(user), "role": role.value}
+                live.members[user.id] = (encode_data({**entry, "online": False}),
+                                         encode_data({**entry, "online": True}))
         online = live.online()
-        members = [
-            {**user_view(user), "role": role.value, "online": user.id in online}
-            for user, role in live.members.values()
-        ]
+        members = ",".join(entries[uid in online] for uid, entries in live.members.items())
         room = live.room
-        return {
+        head = encode_data({
             "room": {"id": room.id, "classroom_id": room.classroom_id, "kind": room.kind,
                      "topic": room.topic, "open": room.is_open, "last_seq": live.last_seq,
                      "instructor_id": live.instructor_id, "chat_server": self.server_name},
             "you": {**user_view(client.user), "role": access.role.value},
-            "members": members,
-        }
+        })
+        return f'{head[:-1]},"members":[{members}]}}'
 
     async def detach(self, room_id: int, client: Client, *, announce: bool = True) -> None:
         joined = client.rooms.pop(room_id, None)
