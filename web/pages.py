@@ -175,10 +175,14 @@ class Pages(PageGroup):
         return self._page(visit, "landing.html")
 
     async def signup_form(self, visit: Visit) -> Response:
+        return self._signed_out_form(visit, "signup.html")
+
+    def _signed_out_form(self, visit: Visit, template: str) -> Response:
+        """Sign-up and login forms; someone already signed in goes on to `next`."""
         next_path = safe_next(visit.request.query_value("next"), HOME)
         if visit.user is not None:
             return Response.redirect(next_path)
-        return self._page(visit, "signup.html", values={}, next=next_path)
+        return self._page(visit, template, values={}, next=next_path)
 
     async def signup(self, visit: Visit) -> Response:
         next_path = safe_next(visit.field("next"), HOME)
@@ -193,10 +197,7 @@ class Pages(PageGroup):
         return await self._switch_session(visit, signed_in.token, next_path)
 
     async def login_form(self, visit: Visit) -> Response:
-        next_path = safe_next(visit.request.query_value("next"), HOME)
-        if visit.user is not None:
-            return Response.redirect(next_path)
-        return self._page(visit, "login.html", values={}, next=next_path)
+        return self._signed_out_form(visit, "login.html")
 
     async def login(self, visit: Visit) -> Response:
         next_path = safe_next(visit.field("next"), HOME)
