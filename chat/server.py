@@ -15,7 +15,12 @@ import logging
 from typing import Any, Final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    wrap_server_stream,
+)
 
 from classroom import Services, User
 from classroom.errors import ClassroomError
@@ -41,6 +46,14 @@ EVENT_TIMEOUT: Final = 20.0
 CLOSE_TIMEOUT: Final = 3.0
 SHUTDOWN_GRACE: Final = 3.0
 MAX_CONNECTIONS: Final = 10_000
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port, *_ = stream.socket.getpeername()
+    except OSError:
+        return "a vanished peer"
+    return f"{host}:{port}"
 
 
 class ChatServer:
@@ -79,13 +92,11 @@ class ChatServer:
 
             async def listen(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with listener:
-                    await serve_websocket(
-                        self._handle, host, port, None, handler_nursery=connections,
-                        max_message_size=HARD_MESSAGE_LIMIT, connect_timeout=HANDSHAKE_TIMEOUT,
-                        disconnect_timeout=CLOSE_TIMEOUT, task_status=task_status)
+                    await trio.serve_tcp(self._connection, port, host=host,
+                                         handler_nursery=connections, task_status=task_status)
 
-            server = await connections.start(listen)
-            bound = server.port
+            listeners = await connections.start(listen)
+            bound = listeners[0].socket.getsockname()[1]
             if not self._server_name_given:
                 self._hub.server_name = f"{host}:{bound}"
             connections.start_soon(self._hub.follow_database)
@@ -103,6 +114,25 @@ class ChatServer:
         self._shutdown.set()
 
     # -- one connection ------------------------------------------------------------------
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        """One TCP connection, from WebSocket handshake to close. Whatever goes wrong in it,
+        trio-websocket's own reader task included (it can raise on a ping that crosses our
+        close frame), ends this connection only: it never reaches the listener's nursery,
+        where it would stop the server."""
+        try:
+            async with trio.open_nursery() as websocket_tasks:
+                with trio.move_on_after(HANDSHAKE_TIMEOUT) as handshake:
+                    request = await wrap_server_stream(websocket_tasks, stream,
+                                                       max_message_size=HARD_MESSAGE_LIMIT)
+                if not handshake.cancelled_caught:
+                    await self._handle(request)
+                websocket_tasks.cancel_scope.cancel()
+        except Exception as exc:
+            log.warning("connection from %s ended in error: %r", _peer(stream), exc)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                await stream.aclose()
 
     async def _handle(self, request: WebSocketRequest) -> None:
         user = await self._admit(request)
@@ -128,6 +158,7 @@ class ChatServer:
                 await self._hub.disconnected(client)
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await ws.aclose(client.close_code, client.close_reason or None)
+                client.outbox.close()  # before the socket closes, whatever aclose managed
                 # Only now: shutdown cancels the connection tasks once all are gone, and
                 # the closing handshake above needs trio-websocket's reader task.
                 self._clients.discard(client)

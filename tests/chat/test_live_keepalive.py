@@ -201,3 +201,4 @@ async def test_a_peer_that_stops_answering_is_dropped_and_leaves_the_room(
                 assert a.close_code == 1001, (a.close_code, a.close_reason)
                 assert a.close_reason is not None and "ping" in a.close_reason
                 assert not [f for f in a.log if f["data"].get("text") == "ann left"]
+
