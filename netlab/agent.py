@@ -1,0 +1,396 @@
+"""One client of a scenario, run inside a client namespace by the scenario driver:
+
+    ip netns exec netlab-c3 python3 netlab/agent.py serve --name c3
+
+It reads one JSON command per line on stdin and writes one JSON answer per line on stdout:
+  {"id", "op": "http", "method", "url", "body"?, "token"?}  -> {"id", "status", "body", "ms"}
+  {"id", "op": "chat", "urls", "token", "room_id", "role"}  -> {"id", "joined": server}
+      connects to urls[0] (moves to the next after 3 failed attempts), joins the room and
+      stays in it: on any drop it reconnects with back-off and resumes with `room/rehost`
+      (instructor) or `room/rejoin` (student) `{room_id, after: last seq seen}`.
+  {"id", "op": "send", "count", "interval", "timeout"}  -> {"id", "acked", "resent", "failed"}
+      public messages "NAME#k@unix-time", one at a time, each until acknowledged; one whose
+      fate a drop hid is sent again only if the resumed history does not show it.
+  {"id", "op": "drain", "upto", "timeout"}  -> {"id", "received": [[seq, text, ms, conn]], ...}
+      waits until the room's seq `upto` arrived (or the timeout), then reports every public
+      message frame in arrival order, duplicates included.
+  {"op": "quit"}
+It exits when stdin closes or after --max-seconds. `probe URL...` checks HTTP healthz and TCP
+ports once and prints JSON (used by `up` and `status`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from topology import check_in_tree
+from wsclient import Closed, WebSocket, http_json
+
+ACK_TIMEOUT = 30.0  # the server answers every event within 20 s (ack or `unavailable`)
+SILENCE_PING = 5.0  # ping a connection quiet this long
+SILENCE_DEAD = 15.0  # and drop it when quiet this long
+CONNECT_TIMEOUT = 5.0
+RELAY_WAIT = 2.5  # chat servers relay each other's events every 2 s
+# After `unavailable` (or no answer) the server's shielded store may still commit, later:
+# look this long for the message before sending it again. The protocol has no client message
+# id, so a resend can only ever be a guess; see the scenario's "stored N times" check.
+SLOW_STORE_WAIT = 15.0
+REPLAY_QUIET = 3.0  # a join answer's history is through after this long without frames
+
+_out_lock = threading.Lock()
+
+
+def emit(value: dict[str, Any]) -> None:
+    with _out_lock:
+        sys.stdout.write(json.dumps(value, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+
+def log(text: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+    sys.stderr.flush()
+
+
+class Chat:
+    def __init__(self, name: str, urls: list[str], token: str, room_id: int, role: str) -> None:
+        self.name = name
+        self.urls = urls
+        self.token = token
+        self.room_id = room_id
+        self.instructor = role == "instructor"
+        self.stop = threading.Event()
+        self.live = threading.Event()  # joined and the history replay is through
+        self.first_join = threading.Event()
+        self.ws: WebSocket | None = None
+        self.lock = threading.Lock()
+        self.next_ref = 100
+        self.pending: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self.join_ref = 0
+        self.joined_before = False
+        self.replay_upto = 0
+        self.last_seq = 0
+        self.received: list[list[Any]] = []  # [seq, text, latency ms, connection number]
+        self.seen: set[str] = set()
+        self.connections = 0
+        self.joins: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.other_seq_events = 0
+        self.joined_at = 0.0  # monotonic time of this connection's join answer
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def note(self, text: str) -> None:
+        log(f"{self.name}: {text}")
+        if len(self.errors) < 50:
+            self.errors.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+    # -- the connection loop ------------------------------------------------------------
+
+    def _run(self) -> None:
+        index, failures, delay = 0, 0, 0.2
+        while not self.stop.is_set():
+            url = self.urls[index]
+            try:
+                ws = WebSocket.connect(url, self.token, timeout=CONNECT_TIMEOUT)
+            except (OSError, Closed) as exc:
+                failures += 1
+                self.note(f"connect {url}: {exc}")
+                if failures % 3 == 0 and len(self.urls) > 1:
+                    index = (index + 1) % len(self.urls)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            failures, delay = 0, 0.2
+            self.connections += 1
+            try:
+                self._session(ws, url)
+            except (Closed, OSError) as exc:
+                if not self.stop.is_set():
+                    self.note(f"connection {self.connections} to {url} dropped: {exc}")
+            finally:
+                self.live.clear()
+                with self.lock:
+                    self.ws = None
+                    for event, slot in self.pending.values():
+                        slot.append({"event": "disconnected"})
+                        event.set()
+                    self.pending.clear()
+                ws.close()
+            self.stop.wait(0.2)
+
+    def _session(self, ws: WebSocket, url: str) -> None:
+        with self.lock:
+            self.join_ref = self._ref()
+        if not self.joined_before:
+            event, data = "room/join", {"room_id": self.room_id}
+        else:
+            event = "room/rehost" if self.instructor else "room/rejoin"
+            data = {"room_id": self.room_id, "after": self.last_seq}
+        ws.send_json(event, data, ref=self.join_ref)
+        with self.lock:
+            self.ws = ws
+        last_ping = 0.0
+        self.joined_at = 0.0
+        while not self.stop.is_set():
+            frame = ws.recv(1.0)
+            if frame is None:
+                now = time.monotonic()
+                quiet = now - ws.last_heard
+                if quiet > SILENCE_DEAD:
+                    raise Closed(f"silent for {quiet:.0f} s")
+                if quiet > SILENCE_PING and now - last_ping > SILENCE_PING:
+                    ws.ping()
+                    last_ping = now
+                if (self.joined_at and not self.live.is_set()
+                        and now - self.joined_at > REPLAY_QUIET):
+                    # The replay skipped others' private events up to the answer's seq.
+                    self.note(f"history ended at {self.last_seq} < {self.replay_upto}")
+                    self.live.set()
+                continue
+            self._handle(frame, url)
+
+    def _handle(self, frame: dict[str, Any], url: str) -> None:
+        event, ref, data = frame.get("event"), frame.get("ref"), frame.get("data") or {}
+        seq = frame.get("seq")
+        if ref is not None and ref == self.join_ref:
+            if event == "error":
+                raise Closed(f"join refused: {data}")
+            room = data.get("room", {})
+            self.replay_upto = int(room.get("last_seq", 0))
+            self.joins.append({"url": url, "server": room.get("chat_server"),
+                               "at": time.time(), "after": self.last_seq,
+                               "upto": self.replay_upto, "event": event})
+            self.joined_before = True
+            self.joined_at = time.monotonic()
+            self.first_join.set()
+            if self.last_seq >= self.replay_upto:
+                self.live.set()
+            return
+        if isinstance(seq, int):
+            if event == "message":
+                text = str(data.get("text", ""))
+                mid, _, stamp = text.partition("@")
+                try:
+                    latency = (time.time() - float(stamp)) * 1000
+                except ValueError:
+                    latency = -1.0
+                self.received.append([seq, text, round(latency, 2), self.connections])
+                self.seen.add(mid)
+            else:
+                self.other_seq_events += 1
+            self.last_seq = max(self.last_seq, seq)
+            if self.last_seq >= self.replay_upto and self.joined_before:
+                self.live.set()
+            return
+        if ref is not None and event in ("ack", "error"):
+            with self.lock:
+                waiting = self.pending.pop(ref, None)
+            if waiting is not None:
+                waiting[1].append(frame)
+                waiting[0].set()
+
+    def _ref(self) -> int:
+        self.next_ref += 1
+        return self.next_ref
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_messages(self, count: int, interval: float, deadline: float) -> dict[str, Any]:
+        acked = resent = failed = 0
+        for k in range(count):
+            if time.monotonic() >= deadline:
+                self.note(f"out of time: {count - k} messages not sent")
+                failed += count - k
+                break
+            mid = f"{self.name}#{k}"
+            unsure = 0.0  # > 0: its fate is unknown; look this long before sending again
+            tries = 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.live.wait(left):
+                    self.note(f"{mid}: gave up, never back in the room")
+                    failed += 1
+                    break
+                if unsure:
+                    # The resumed history (and the other chat servers' relay) shows it if it
+                    # was stored.
+                    until = min(time.monotonic() + unsure, deadline)
+                    while mid not in self.seen and time.monotonic() < until:
+                        time.sleep(0.1)
+                    unsure = 0.0
+                    if mid in self.seen:
+                        acked += 1  # stored after all: the history showed it
+                        break
+                    continue
+                if mid in self.seen:
+                    break
+                if time.monotonic() >= deadline:
+                    self.note(f"{mid}: out of time")
+                    failed += 1
+                    break
+                tries += 1
+                if tries > 1:
+                    resent += 1
+                if tries > 8:
+                    self.note(f"{mid}: gave up after {tries - 1} tries")
+                    failed += 1
+                    break
+                with self.lock:
+                    ws = self.ws
+                    ref = self._ref()
+                    slot: list[dict[str, Any]] = []
+                    done = threading.Event()
+                    self.pending[ref] = (done, slot)
+                if ws is None:  # dropped just now: wait for the resume
+                    with self.lock:
+                        self.pending.pop(ref, None)
+                    tries -= 1
+                    time.sleep(0.1)
+                    continue
+                try:
+                    ws.send_json("message", {"room_id": self.room_id,
+                                             "text": f"{mid}@{time.time():.6f}"}, ref=ref)
+                except Closed:
+                    unsure = RELAY_WAIT
+                    continue
+                wait = max(0.1, min(ACK_TIMEOUT, deadline - time.monotonic()))
+                if not done.wait(wait):
+                    with self.lock:
+                        self.pending.pop(ref, None)
+                    self.note(f"{mid}: no answer in {wait:.0f} s")
+                    unsure = SLOW_STORE_WAIT
+                    continue
+                answer = slot[0]
+                if answer["event"] == "ack":
+                    acked += 1
+                    break
+                if answer["event"] == "disconnected":
+                    self.note(f"{mid}: connection lost before its answer")
+                    unsure = RELAY_WAIT
+                    continue
+                self.note(f"{mid}: refused: {answer.get('data')}")
+                if answer.get("data", {}).get("code") == "unavailable":
+                    unsure = SLOW_STORE_WAIT
+                time.sleep(0.5)
+            time.sleep(interval)
+        return {"acked": acked, "resent": resent, "failed": failed}
+
+    def drain(self, upto: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while self.last_seq < upto and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"received": self.received, "last_seq": self.last_seq,
+                "connections": self.connections, "joins": self.joins,
+                "errors": self.errors, "other_seq_events": self.other_seq_events}
+
+
+def serve(name: str, max_seconds: float) -> None:
+    # The driver ends this process (stdin closes); a Ctrl-C meant for it is not ours.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    timer = threading.Timer(max_seconds, lambda: os._exit(3))
+    timer.daemon = True
+    timer.start()
+    chat: Chat | None = None
+
+    def run(command: dict[str, Any]) -> None:
+        nonlocal chat
+        cid = command.get("id")
+        op = command.get("op")
+        try:
+            if op == "http":
+                started = time.monotonic()
+                try:
+                    status, body = http_json(command["method"], command["url"],
+                                             command.get("body"), command.get("token"),
+                                             timeout=float(command.get("timeout", 10)))
+                except OSError as exc:
+                    emit({"id": cid, "status": 0, "body": {"error": repr(exc)},
+                          "ms": (time.monotonic() - started) * 1000})
+                    return
+                emit({"id": cid, "status": status, "body": body,
+                      "ms": (time.monotonic() - started) * 1000})
+            elif op == "chat":
+                chat = Chat(name, command["urls"], command["token"], int(command["room_id"]),
+                            command["role"])
+                chat.thread.start()
+                ok = chat.first_join.wait(float(command.get("timeout", 20)))
+                emit({"id": cid, "joined": chat.joins[0]["server"] if ok else None,
+                      "errors": chat.errors})
+            elif op == "send":
+                assert chat is not None
+                deadline = time.monotonic() + float(command.get("timeout", 120))
+                emit({"id": cid, **chat.send_messages(int(command["count"]),
+                                                     float(command["interval"]), deadline)})
+            elif op == "drain":
+                assert chat is not None
+                emit({"id": cid, **chat.drain(int(command["upto"]),
+                                              float(command["timeout"]))})
+            else:
+                emit({"id": cid, "error": f"unknown op {op!r}"})
+        except Exception as exc:  # report, never hang the driver
+            emit({"id": cid, "error": repr(exc)})
+
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            command = json.loads(line)
+            if command.get("op") == "quit":
+                break
+            threading.Thread(target=run, args=(command,), daemon=True).start()
+        if chat is not None:
+            chat.stop.set()
+            chat.thread.join(3)
+    finally:
+        os._exit(0)
+
+
+def probe(urls: list[str]) -> None:
+    """HTTP URLs: GET and report status; ws:// URLs: TCP connect only."""
+    result: dict[str, Any] = {}
+    for url in urls:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 80
+        check_in_tree(host)
+        started = time.monotonic()
+        try:
+            if parts.scheme == "http":
+                status, body = http_json("GET", url, timeout=3)
+                result[url] = {"ok": status == 200, "status": status, "body": body}
+            else:
+                with socket.create_connection((host, port), timeout=3):
+                    result[url] = {"ok": True}
+        except OSError as exc:
+            result[url] = {"ok": False, "error": str(exc)}
+        result[url]["ms"] = round((time.monotonic() - started) * 1000, 1)
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve")
+    run.add_argument("--name", required=True)
+    run.add_argument("--max-seconds", type=float, default=900)
+    check = commands.add_parser("probe")
+    check.add_argument("urls", nargs="+")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args.name, args.max_seconds)
+    else:
+        probe(args.urls)
+
+
+if __name__ == "__main__":
+    main()
