@@ -13,6 +13,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -25,8 +26,9 @@ MYSQL_SERVER_URL = os.environ.get("CLASSROOM_TEST_MYSQL", "mysql://root@127.0.0.
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-async def mysql_admin(sql: str) -> None:
-    """Run one statement on the test server, outside any test database."""
+async def mysql_admin(sql: str) -> list[tuple[Any, ...]]:
+    """Run one statement on the test server, outside any test database, on a connection of
+    its own; its rows (if any)."""
     p = MySQLParams.from_url(MYSQL_SERVER_URL)
     with trio.fail_after(10):
         conn = trio_mysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
@@ -38,6 +40,7 @@ async def mysql_admin(sql: str) -> None:
                 warnings.simplefilter("ignore", trio_mysql.err.Warning)
                 async with conn.cursor() as cursor:
                     await cursor.execute(sql)
+                    return [tuple(row) for row in await cursor.fetchall()]
         finally:
             await conn.aclose()
 

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import gc
 import time
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import pytest
 import trio
-import trio_mysql
-import trio_mysql.err
 
 import storage.mysql
 from storage import (
@@ -28,7 +24,7 @@ from storage import (
     StorageUnavailable,
     open_storage,
 )
-from tests.conftest import MYSQL_SERVER_URL, throwaway_mysql_url
+from tests.conftest import MYSQL_SERVER_URL, mysql_admin, throwaway_mysql_url
 
 pytestmark = pytest.mark.mysql
 
@@ -37,26 +33,9 @@ INSERT_USER = ("INSERT INTO users (username, display_name, password_hash, create
                " VALUES (%s, 'U', 'h', '2026-01-02 03:04:05')")
 
 
-async def server_rows(sql: str) -> list[tuple[Any, ...]]:
-    """Run one query as the admin, on a connection of its own, and return its rows."""
-    p = MySQLParams.from_url(MYSQL_SERVER_URL)
-    with trio.fail_after(5):
-        conn = trio_mysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
-                                  autocommit=True, use_unicode=True, connect_timeout=3)
-        await conn.connect()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", trio_mysql.err.Warning)
-                async with conn.cursor() as cursor:
-                    await cursor.execute(sql)
-                    return [tuple(row) for row in await cursor.fetchall()]
-        finally:
-            await conn.aclose()
-
-
 async def connection_ids(database: str) -> list[int]:
     """The server's ids of the connections whose current database is `database`."""
-    rows = await server_rows("SELECT id FROM information_schema.processlist"
+    rows = await mysql_admin("SELECT id FROM information_schema.processlist"
                              f" WHERE db = '{database}'")
     return [int(row[0]) for row in rows]
 
@@ -74,7 +53,7 @@ async def kill_connections(database: str) -> int:
     """Kill every connection to `database` server-side; wait until the server let them go."""
     ids = await connection_ids(database)
     for connection_id in ids:
-        await server_rows(f"KILL {connection_id}")
+        await mysql_admin(f"KILL {connection_id}")
     await wait_for_connections(database, 0)
     return len(ids)
 
@@ -249,7 +228,7 @@ async def test_transaction_cancelled_inside_a_statement_writes_nothing() -> None
             # MariaDB notices the closed socket only when the statement ends; then it rolls
             # back, and the pool's one connection is all that is left.
             await wait_for_connections(database, 1)
-            assert await server_rows(f"SELECT username FROM {database}.users") == [("bob",)]
+            assert await mysql_admin(f"SELECT username FROM {database}.users") == [("bob",)]
 
 
 async def test_statement_over_the_query_timeout_gives_storage_unavailable(
