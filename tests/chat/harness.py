@@ -308,6 +308,13 @@ class Peer:
         assert frame["event"] == "error" and frame["data"]["code"] == "invalid", frame
         return self.log[start:-1]
 
+    async def say(self, room_id: int, text: str, event: str = "message",
+                  **extra: Any) -> int:
+        """Send a message (accepted); its seq."""
+        ack = await self.request(event, {"room_id": room_id, "text": text, **extra})
+        seq: int = ack["data"]["seq"]
+        return seq
+
     async def join(self, room_id: int, after: int | None = None,
                    event: str = "room/join") -> Frame:
         data: dict[str, Any] = {"room_id": room_id}

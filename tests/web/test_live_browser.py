@@ -172,7 +172,7 @@ async def test_live_js_chats_resumes_and_stops(live_web: WebWorld, tmp_path: Pat
             await run(resumed)
             async with live_peer(live_web, ada_token) as peer:
                 await peer.join(room["id"])
-                await peer.call("room/kill", {"room_id": room["id"], "user_id": bob_id})
+                await peer.request("room/kill", {"room_id": room["id"], "user_id": bob_id})
 
             def kicked_then_ended() -> None:
                 wait(bob, lambda d: d.find_element(By.ID, "banner").is_displayed(), "banner")

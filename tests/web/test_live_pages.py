@@ -257,7 +257,7 @@ async def test_an_ended_discussion_is_a_read_only_transcript(live_web: WebWorld)
                 await b.say(rid, "public " + SCRIPT)
                 await b.say(rid, "bob's question", "message/to_mentor")
                 await a.say(rid, "answer for cyd", "message/to_client", user_id=cyd_id)
-                await a.call("room/close", {"room_id": rid})
+                await a.request("room/close", {"room_id": rid})
             for who, sees, hidden in (
                     (bob, ["public " + SCRIPT, "bob's question"], ["answer for cyd"]),
                     (cyd, ["public " + SCRIPT, "answer for cyd"], ["bob's question"]),
