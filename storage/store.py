@@ -136,10 +136,6 @@ class Storage:
             (username,))
         return (_user(row), row[4]) if row else None
 
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        await self.db.execute("UPDATE users SET password_hash = %s WHERE id = %s",
-                              (password_hash, user_id))
-
     async def create_auth_session(self, token_hash: str, user_id: int, now: datetime,
                                   expires_at: datetime) -> None:
         await self.db.execute(
@@ -513,17 +509,6 @@ class Storage:
             await tx.execute(
                 "UPDATE attendance SET open_connections = %s WHERE room_id = %s AND user_id = %s",
                 (remaining, room_id, user_id))
-
-    async def reset_open_connections(self, rooms: Sequence[int], now: datetime) -> None:
-        """After a chat server restarts, its rooms' connections are all gone."""
-        for room_id in rooms:
-            async with self.db.transaction() as tx:
-                await self._lock_room(tx, room_id)
-                rows = await tx.fetch_all(
-                    "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
-                    + tx.dialect.for_update, (room_id,))
-                for (user_id,) in rows:
-                    await self._leave(tx, room_id, user_id, now, close_all=True)
 
     async def list_attendance(self, room_id: int) -> list[Attendance]:
         rows = await self.db.fetch_all(

@@ -119,13 +119,6 @@ async def test_trailing_space_in_username_differs_by_backend(storage: Storage) -
             assert await storage.get_user_by_username("ada ") == spaced
 
 
-async def test_set_password_hash_replaces_the_hash(storage: Storage) -> None:
-    with trio.fail_after(10):
-        user = await new_user(storage, "ada")
-        await storage.set_password_hash(user.id, "new-hash")
-        assert await storage.get_password_hash("ada") == (user, "new-hash")
-
-
 async def test_user_text_round_trips_exactly(storage: Storage) -> None:
     with trio.fail_after(10):
         secret = long_text(255)
@@ -776,20 +769,6 @@ async def test_end_room_closes_open_attendance(storage: Storage) -> None:
         assert [(r.user.username, r.open_connections, r.seconds_connected, r.last_leave)
                 for r in records] == [("teacher", 0, 100.0, at(100)), ("ann", 0, 90.0, at(100)),
                                       ("bob", 0, 5.0, at(25))]
-
-
-async def test_reset_open_connections_closes_only_the_given_rooms(storage: Storage) -> None:
-    with trio.fail_after(10):
-        teacher, classroom, one = await new_room(storage)
-        two = await storage.create_room(classroom.id, "live", "t", teacher.id, T0)
-        await storage.attendance_join(one.id, teacher.id, at(0))
-        await storage.attendance_join(one.id, teacher.id, at(0))
-        await storage.attendance_join(two.id, teacher.id, at(0))
-        await storage.reset_open_connections([one.id], at(40))
-        [in_one] = await storage.list_attendance(one.id)
-        [in_two] = await storage.list_attendance(two.id)
-        assert (in_one.open_connections, in_one.seconds_connected) == (0, 40.0)
-        assert (in_two.open_connections, in_two.seconds_connected) == (1, 0.0)
 
 
 async def test_concurrent_joins_of_one_user_all_count(storage: Storage) -> None:
