@@ -19,10 +19,12 @@ import trio
 from storage import StorageUnavailable, open_storage
 
 from .config import Config
+from .errors import ClassroomError
 from .services import Services
 
 log = logging.getLogger("classroom")
 SHUTDOWN_GRACE: Final = 5.0
+HOUSEKEEPING_INTERVAL: Final = 3600.0
 
 
 def _url_host(host: str) -> str:
@@ -49,6 +51,7 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 async with trio.open_nursery() as listeners:
                     ports, stoppers = await _start_listeners(config, services, listeners)
                     supervisor.start_soon(_stop_on_signal, stoppers, listeners.cancel_scope)
+                    supervisor.start_soon(_housekeeping, services)
                     task_status.started(ports)
                 # Every listener has returned: nothing left to supervise.
                 supervisor.cancel_scope.cancel()
@@ -101,6 +104,17 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         elif config.http is not None:
             chat_server.allowed_origins.update(_origins(config.http[0], ports["http"] or 0))
     return ports, stoppers
+
+
+async def _housekeeping(services: Services) -> None:
+    """Forget expired sign-ins and old login failures, now and every hour: both tables only
+    grow otherwise. Any number of processes may do this at once; the deletes are idempotent."""
+    while True:
+        try:
+            await services.accounts.forget_expired()
+        except ClassroomError as exc:
+            log.warning("housekeeping skipped: %s", exc.message)
+        await trio.sleep(HOUSEKEEPING_INTERVAL)
 
 
 async def _stop_on_signal(stoppers: list[Callable[[], None]],
