@@ -96,7 +96,7 @@ class Dispatcher:
         needed = _JOIN_EVENTS[envelope.event]
         if needed is not None and access.role != needed:
             raise Forbidden(f"{envelope.event} is for the {needed.value}; use room/join")
-        await self._hub.attach(client, access, after, envelope.ref, "room/join")
+        await self._hub.attach(client, access, after, envelope.ref)
 
     async def _leave(self, client: Client, envelope: Envelope) -> None:
         live, _ = self._joined(client, envelope.data)

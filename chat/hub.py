@@ -115,9 +115,9 @@ class RoomHub:
     # -- joining and leaving -------------------------------------------------------------
 
     async def attach(self, client: Client, access: RoomAccess, after: int,
-                     ref: int | None, answer: str) -> None:
-        """Join (or resume) a room: the answer, then stored history after `after`, then
-        live events."""
+                     ref: int | None) -> None:
+        """Join (or resume) a room: the `room/join` answer, then stored history after
+        `after`, then live events."""
         room_id = access.room.id
         if room_id in client.rooms:
             # First, so that leaving cannot unload the very LiveRoom we are about to join.
@@ -134,7 +134,7 @@ class RoomHub:
                 client.rooms[room_id] = joined
                 upto = live.last_seq
             break
-        client.send_json(answer, await self._join_answer(live, access, client), ref=ref)
+        client.send_json("room/join", await self._join_answer(live, access, client), ref=ref)
         if first_connection:
             self._presence(live, user, online=True)
         try:
@@ -255,7 +255,7 @@ class RoomHub:
     async def _unload(self, live: LiveRoom) -> None:
         for client in live.clients():
             await self.detach(live.id, client, announce=False)
-        self.forget(live.id)
+        self._rooms.pop(live.id, None)
 
     # -- keeping up with other processes -------------------------------------------------
 
@@ -299,6 +299,3 @@ class RoomHub:
                 live.room = room
         if not room.is_open and self._rooms.get(live.id) is live:
             await self._unload(live)
-
-    def forget(self, room_id: int) -> None:
-        self._rooms.pop(room_id, None)
