@@ -21,7 +21,8 @@ from .records import (
     User,
 )
 from .sqlite import SQLiteDatabase
-from .store import SCHEMA_VERSION, Storage
+from .migrations import SCHEMA_VERSION
+from .store import Storage
 
 __all__ = [
     "SCHEMA_VERSION",

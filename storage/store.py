@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from .database import Database, Executor, Row, split_script
 from .errors import StorageError
+from .migrations import SCHEMA_VERSION, STEPS
 from .records import (
     Attendance,
     Classroom,
@@ -25,8 +26,6 @@ from .records import (
     TagCount,
     User,
 )
-
-SCHEMA_VERSION: Final = 1
 
 _USER_COLUMNS: Final = "u.id, u.username, u.display_name, u.created_at"
 _CLASSROOM_COLUMNS: Final = (
@@ -80,17 +79,39 @@ class Storage:
     # -- schema --------------------------------------------------------------------------
 
     async def init_schema(self) -> int:
-        """Create or upgrade the schema; safe to run any number of times, from several
-        processes at once. Returns the schema version now in force."""
+        """Create or upgrade the schema (the rules are in `migrations.py`); safe to run any
+        number of times, from several processes at once. Returns the version now in force."""
         name = "schema.sql" if self.backend == "mysql" else "schema_sqlite.sql"
         text = resources.files("storage").joinpath(name).read_text(encoding="utf-8")
+        if 0 < await self.schema_version() < SCHEMA_VERSION:
+            await self._upgrade()
         await self.db.run_script(split_script(text))
         await self.db.execute(
             f"{self.db.dialect.insert_ignore} INTO schema_version (id, version) VALUES (1, %s)",
             (SCHEMA_VERSION,),
         )
-        # Upgrades from older versions go here, each step guarded by the stored version.
         return await self.schema_version()
+
+    async def _upgrade(self) -> None:
+        mysql = self.backend == "mysql"
+        # MySQL DDL commits as it goes, so the transaction only pins one connection for the
+        # named lock; on SQLite it is the write lock itself (DDL is transactional there).
+        async with self.db.transaction() as tx:
+            if mysql:
+                await tx.fetch_all("SELECT GET_LOCK('classroom_schema_upgrade', 120)")
+            try:
+                row = await tx.fetch_one("SELECT version FROM schema_version WHERE id = 1")
+                current = int(row[0]) if row else SCHEMA_VERSION
+                for step in STEPS:
+                    if step.version <= current:
+                        continue
+                    for statement in step.statements(self.backend):
+                        await tx.execute(statement)
+                    await tx.execute("UPDATE schema_version SET version = %s WHERE id = 1",
+                                     (step.version,))
+            finally:
+                if mysql:
+                    await tx.fetch_all("SELECT RELEASE_LOCK('classroom_schema_upgrade')")
 
     async def schema_version(self) -> int:
         """The stored schema version; 0 when the schema was never created."""
