@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from .database import Database
 from .errors import DuplicateKey, StorageError, StorageUnavailable
+from .migrations import SCHEMA_VERSION
 from .mysql import MySQLDatabase, MySQLParams
 from .records import (
     Attendance,
@@ -21,7 +22,6 @@ from .records import (
     User,
 )
 from .sqlite import SQLiteDatabase
-from .migrations import SCHEMA_VERSION
 from .store import Storage
 
 __all__ = [
