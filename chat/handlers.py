@@ -16,7 +16,8 @@ from classroom.views import event_view, room_view
 from protocol.envelope import Envelope
 
 from .client import Client
-from .hub import LiveRoom, RoomHub
+from .fanout import LiveRoom
+from .hub import RoomHub
 
 Data = Mapping[str, Any]
 Handler = Callable[[Client, Envelope], Awaitable[None]]

@@ -1,75 +1,33 @@
-"""The rooms this chat server hosts right now, and the one path every event takes:
-store first (getting the room's next seq), then fan out, in seq order.
+"""The registry: the rooms this chat server hosts right now and who is connected to each,
+joining (with history replay) and leaving. The other jobs have their own modules: fan-out
+(fanout.py), relay between servers (relay.py), departures during an outage (departures.py).
 
 Invariants:
-- `LiveRoom.lock` is held from storing an event to queueing it for every member, so members
-  receive a room's events in seq order;
 - a client joining with `after=N` is registered under the same lock, noting the last seq;
   stored history (N, last] is replayed from the database, and live frames that arrive
-  meanwhile wait in `Joined.pending`: nothing lost, nothing twice;
-- private events reach only the sender's and the recipient's connections.
+  meanwhile wait in `Joined.pending`: nothing lost, nothing twice.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import attrs
 import trio
 
-from classroom import Room, RoomEvent, Services, User
-from classroom.errors import ClassroomError
+from classroom import RoomEvent, Services, User
 from classroom.rooms import RoomAccess
 from classroom.views import user_view
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
 
 from .client import Client, Joined
+from .departures import Departures
+from .fanout import FanOut, LiveRoom, frame_of
+from .relay import SYNC_INTERVAL, Relay
 
-log = logging.getLogger("chat.hub")
 # History replays in pages of this many events.
 REPLAY_PAGE: Final = 500
-# Seconds between looks at the database for events and ends from other processes.
-SYNC_INTERVAL: Final = 2.0
-
-
-@attrs.define(eq=False)
-class LiveRoom:
-    room: Room
-    instructor_id: int
-    last_seq: int
-    lock: trio.Lock = attrs.field(factory=trio.Lock)
-    by_user: dict[int, set[Client]] = attrs.field(factory=dict)
-    # The class's members by user id, each as its join-answer JSON entry offline and online,
-    # encoded once per room (see RoomHub._join_answer).
-    members: dict[int, tuple[str, str]] | None = None
-
-    @property
-    def id(self) -> int:
-        return self.room.id
-
-    def clients(self) -> list[Client]:
-        return [client for clients in self.by_user.values() for client in clients]
-
-    def online(self) -> set[int]:
-        return set(self.by_user)
-
-    def deliver_event(self, event: RoomEvent) -> None:
-        """A stored event to its audience: everyone, or its sender and recipient only."""
-        only = None if event.recipient_id is None else (event.sender_id, event.recipient_id)
-        self.deliver(frame_of(event), only=only)
-
-    def deliver(self, frame: bytes, *, only: tuple[int, ...] | None = None) -> None:
-        targets = (self.clients() if only is None
-                   else [c for uid in only for c in self.by_user.get(uid, ())])
-        for client in targets:
-            client.deliver(self.id, frame)
-
-
-def frame_of(event: RoomEvent) -> bytes:
-    return text_frame(encode_event(event.event, event.data, seq=event.seq))
 
 
 class RoomHub:
@@ -79,8 +37,9 @@ class RoomHub:
         self.server_name = server_name
         # Every connection by user, to tell members of a class about a new room.
         self.by_user: dict[int, set[Client]] = {}
-        # Departures (room, user, when) the database was down for; written when it is back.
-        self._unrecorded: list[tuple[Room, User, datetime]] = []
+        self.relay = Relay(services)
+        self.fanout = FanOut(services, self.relay)
+        self.departures = Departures(services)
 
     def connected(self, client: Client) -> None:
         self.by_user.setdefault(client.user.id, set()).add(client)
@@ -96,6 +55,9 @@ class RoomHub:
 
     def live(self, room_id: int) -> LiveRoom | None:
         return self._rooms.get(room_id)
+
+    def hosted(self) -> list[LiveRoom]:
+        return list(self._rooms.values())
 
     async def _load(self, access: RoomAccess) -> LiveRoom:
         live = self._rooms.get(access.room.id)
@@ -196,106 +158,42 @@ class RoomHub:
                 self._presence(live, user, online=False)
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
-        departure = (live.room, user, self._services.clock())
-        with trio.CancelScope(shield=True):
-            try:
-                await self._services.rooms.departed(*departure)
-            except ClassroomError as exc:
-                log.warning("attendance of user %s in room %s not recorded yet: %s",
-                            user.id, room_id, exc.message)
-                self._unrecorded.append(departure)
-
-    async def _record_departures(self) -> None:
-        """Write departures the database missed (it was down), with their own times."""
-        while self._unrecorded:
-            await self._services.rooms.departed(*self._unrecorded[0])
-            self._unrecorded.pop(0)
+        await self.departures.record(live.room, user)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
         data = {"room_id": live.id, "user_id": user.id, "name": user.display_name,
                 "online": online}
         live.deliver(text_frame(encode_event("presence", encode_data(data))))
 
-    # -- publishing ----------------------------------------------------------------------
+    # -- publishing and ending ------------------------------------------------------------
 
     async def publish(self, live: LiveRoom, event: str, sender: User,
                       recipient_id: int | None, data: dict[str, Any],
-                      *, after_store: Any = None) -> RoomEvent:
-        """Store the event, then send it to the room (recipient None) or to the sender and
-        the recipient only. `after_store` (async, no arguments) runs inside the lock after a
-        successful store: state that must change in step with the event."""
-        async with live.lock:
-            # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
-            # removed or times out mid-store must not leave an event stored but unsent, a
-            # gap live members would only see after a resume.
-            with trio.CancelScope(shield=True):
-                stored = await self._services.rooms.append(live.id, event, sender,
-                                                           recipient_id, data)
-                await self._relay_before(live, stored.seq)
-                live.last_seq = stored.seq
-                if after_store is not None:
-                    await after_store()
-                live.deliver_event(stored)
-        return stored
+                      *, after_store: Callable[[], Awaitable[None]] | None = None
+                      ) -> RoomEvent:
+        """See FanOut.publish."""
+        return await self.fanout.publish(live, event, sender, recipient_id, data,
+                                         after_store=after_store)
 
     async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:
         """End the room: `room/closed` stored and sent to everyone, then all leave.
         False when it had already ended (nothing sent)."""
-        async with live.lock:
-            with trio.CancelScope(shield=True):
-                stored = await self._services.rooms.close(access, user)
-                if stored is not None:
-                    await self._relay_before(live, stored.seq)
-                    live.last_seq = stored.seq
-                    live.deliver_event(stored)
-        if stored is not None:
+        closed = await self.fanout.close(live, access, user)
+        if closed:
             await self._unload(live)
-        return stored is not None
+        return closed
+
+    async def ended(self, live: LiveRoom) -> None:
+        if self._rooms.get(live.id) is live:
+            await self._unload(live)
 
     async def _unload(self, live: LiveRoom) -> None:
         for client in live.clients():
             await self.detach(live.id, client, announce=False)
         self._rooms.pop(live.id, None)
 
-    # -- keeping up with other processes -------------------------------------------------
-
     async def follow_database(self, *, interval: float = SYNC_INTERVAL) -> None:
-        """Relay what other processes stored in our rooms and notice rooms ended elsewhere
-        (the instructor's End button on an app server), every `interval` seconds."""
-        while True:
-            await trio.sleep(interval)
-            try:
-                await self._record_departures()
-            except ClassroomError as exc:
-                log.warning("%d departures still not recorded: %s", len(self._unrecorded),
-                            exc.message)
-            for live in list(self._rooms.values()):
-                try:
-                    await self.sync(live)
-                except ClassroomError as exc:
-                    log.warning("room %s: cannot sync with the database: %s", live.id,
-                                exc.message)
-
-    async def _relay_before(self, live: LiveRoom, seq: int) -> None:
-        """Deliver events other processes stored in this room before `seq` (ours), which
-        this server has not relayed yet, so members get the room's events in seq order.
-        Called with the room's lock held."""
-        while live.last_seq < seq - 1:
-            missed = [e for e in await self._services.rooms.stored_since(live.id, live.last_seq)
-                      if e.seq < seq]
-            if not missed:
-                break
-            for event in missed:
-                live.deliver_event(event)
-                live.last_seq = event.seq
-
-    async def sync(self, live: LiveRoom) -> None:
-        room = await self._services.rooms.reload(live.id)
-        if room is None:
-            return
-        async with live.lock:
-            with trio.CancelScope(shield=True):
-                await self._relay_before(live, room.last_seq + 1)
-                live.room = room
-        if not room.is_open and self._rooms.get(live.id) is live:
-            await self._unload(live)
+        """The background jobs: relaying other servers' events, writing late departures."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: self.relay.follow(self, interval=interval))
+            nursery.start_soon(lambda: self.departures.retry(interval=interval))

@@ -23,6 +23,7 @@ from trio_websocket import (
 )
 
 from classroom import Services, User
+from classroom.accounts import SESSION_COOKIE
 from classroom.errors import ClassroomError
 from protocol import parse_cookie_header
 from protocol.envelope import EnvelopeError, parse_envelope
@@ -34,7 +35,6 @@ from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, O
 
 log = logging.getLogger("chat.server")
 
-SESSION_COOKIE: Final = "classroom_session"
 WS_PATH: Final = "/ws"
 # trio-websocket closes with 1009 past this; frames between MAX_FRAME_BYTES (1 MiB) and this
 # get an `error` event instead, so an oversized message does not cost the connection.

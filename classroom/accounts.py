@@ -25,6 +25,8 @@ from .clock import Clock, utcnow
 from .errors import Conflict, Invalid, Throttled, Unauthenticated, translate_storage_errors
 
 SESSION_LIFETIME: Final = timedelta(days=14)
+# The cookie a browser carries its session token in, to the web pages and the chat server.
+SESSION_COOKIE: Final = "classroom_session"
 FAILURE_WINDOW: Final = timedelta(minutes=15)
 # Failures allowed in the window, per account and per client address, before refusing.
 MAX_FAILURES_PER_ACCOUNT: Final = 5

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from classroom.accounts import SESSION_LIFETIME
+from classroom.accounts import SESSION_COOKIE, SESSION_LIFETIME
 from classroom.errors import Unauthenticated
 from classroom.services import Services
 from protocol import HTTPError, Request, Response
@@ -39,7 +39,6 @@ __all__ = [
     "safe_next",
 ]
 
-SESSION_COOKIE: Final = "classroom_session"
 CSRF_COOKIE: Final = "classroom_csrf"
 CSRF_FIELD: Final = "csrf"
 COOKIE_MAX_AGE: Final = int(SESSION_LIFETIME.total_seconds())

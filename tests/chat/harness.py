@@ -26,7 +26,7 @@ from trio_websocket import (
 
 from chat import ChatServer
 from classroom import Services
-from classroom.accounts import _HASHER, SESSION_LIFETIME, hash_token
+from classroom.accounts import _HASHER, SESSION_COOKIE, SESSION_LIFETIME, hash_token
 from classroom.clock import Clock
 from storage import Classroom, Room, User, open_storage
 
@@ -138,7 +138,7 @@ class ChatWorld:
         if person is not None and auth == "bearer":
             headers.append(("Authorization", f"Bearer {person.token}"))
         elif person is not None and auth == "cookie":
-            headers.append(("Cookie", f"theme=dark; classroom_session={person.token}"))
+            headers.append(("Cookie", f"theme=dark; {SESSION_COOKIE}={person.token}"))
         if origin is not None:
             headers.append(("Origin", origin))
         headers += list(extra.items())

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import trio
 from trio_websocket import open_websocket_url
 
+from classroom.accounts import SESSION_COOKIE
 from tests.chat.harness import Peer
 from tests.web.harness import PASSWORD, WebWorld
 
@@ -37,7 +38,7 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
 @asynccontextmanager
 async def live_peer(world: WebWorld, token: str) -> AsyncIterator[Peer]:
     assert world.chat_url is not None, "start the site with chat=True"
-    headers = [(b"Cookie", f"classroom_session={token}".encode()),
+    headers = [(b"Cookie", f"{SESSION_COOKIE}={token}".encode()),
                (b"Origin", world.base_url.encode())]
     async with open_websocket_url(world.chat_url, extra_headers=headers) as ws:
         yield Peer(ws, None)

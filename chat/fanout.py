@@ -1,0 +1,103 @@
+"""Fan-out: the one path every stored event takes. Store first (getting the room's next
+seq), then queue the same encoded frame for each member it is meant for, in seq order.
+
+Invariants:
+- `LiveRoom.lock` is held from storing an event to queueing it for every member, so members
+  receive a room's events in seq order (events other processes stored before ours are
+  relayed first, see relay.py);
+- private events reach only the sender's and the recipient's connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from classroom import Room, RoomEvent, Services, User
+from classroom.rooms import RoomAccess
+from protocol.envelope import encode_event
+from protocol.wsframe import text_frame
+
+from .client import Client
+from .relay import Relay
+
+
+@attrs.define(eq=False)
+class LiveRoom:
+    """A room this chat server hosts now: its members' connections and its last seq sent."""
+
+    room: Room
+    instructor_id: int
+    last_seq: int
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    by_user: dict[int, set[Client]] = attrs.field(factory=dict)
+    # The class's members by user id, each as its join-answer JSON entry offline and online,
+    # encoded once per room (see RoomHub._join_answer).
+    members: dict[int, tuple[str, str]] | None = None
+
+    @property
+    def id(self) -> int:
+        return self.room.id
+
+    def clients(self) -> list[Client]:
+        return [client for clients in self.by_user.values() for client in clients]
+
+    def online(self) -> set[int]:
+        return set(self.by_user)
+
+    def deliver_event(self, event: RoomEvent) -> None:
+        """A stored event to its audience: everyone, or its sender and recipient only."""
+        only = None if event.recipient_id is None else (event.sender_id, event.recipient_id)
+        self.deliver(frame_of(event), only=only)
+
+    def deliver(self, frame: bytes, *, only: tuple[int, ...] | None = None) -> None:
+        targets = (self.clients() if only is None
+                   else [c for uid in only for c in self.by_user.get(uid, ())])
+        for client in targets:
+            client.deliver(self.id, frame)
+
+
+def frame_of(event: RoomEvent) -> bytes:
+    return text_frame(encode_event(event.event, event.data, seq=event.seq))
+
+
+class FanOut:
+    def __init__(self, services: Services, relay: Relay) -> None:
+        self._services = services
+        self._relay = relay
+
+    async def publish(self, live: LiveRoom, event: str, sender: User,
+                      recipient_id: int | None, data: dict[str, Any],
+                      *, after_store: Callable[[], Awaitable[None]] | None = None
+                      ) -> RoomEvent:
+        """Store the event, then send it to the room (recipient None) or to the sender and
+        the recipient only. `after_store` runs inside the lock after a successful store:
+        state that must change in step with the event."""
+        async with live.lock:
+            # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
+            # removed or times out mid-store must not leave an event stored but unsent, a
+            # gap live members would only see after a resume.
+            with trio.CancelScope(shield=True):
+                stored = await self._services.rooms.append(live.id, event, sender,
+                                                           recipient_id, data)
+                await self._relay.catch_up(live, stored.seq)
+                live.last_seq = stored.seq
+                if after_store is not None:
+                    await after_store()
+                live.deliver_event(stored)
+        return stored
+
+    async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:
+        """Store `room/closed` and send it to everyone. False when the room had already
+        ended (nothing sent)."""
+        async with live.lock:
+            with trio.CancelScope(shield=True):
+                stored = await self._services.rooms.close(access, user)
+                if stored is not None:
+                    await self._relay.catch_up(live, stored.seq)
+                    live.last_seq = stored.seq
+                    live.deliver_event(stored)
+        return stored is not None
