@@ -19,7 +19,9 @@ RESULTS = Path(__file__).parent / "results"
 
 @contextmanager
 def server_process(db_url: str, *extra: str) -> Iterator[dict[str, str]]:
-    """Start `classroom serve` on free ports; yields {"http": url, "chat": url, "pid": pid}."""
+    """Start `classroom serve` on free ports; yields {"http": url, "chat": url, "pid": pid}
+    (without the listener that `--no-http` / `--no-chat` in `extra` turns off)."""
+    wanted = 2 - ("--no-http" in extra) - ("--no-chat" in extra)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "classroom.cli", "serve", "--http", "127.0.0.1:0",
@@ -28,13 +30,13 @@ def server_process(db_url: str, *extra: str) -> Iterator[dict[str, str]]:
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 30
     assert proc.stdout is not None
-    while len(urls) < 2 and time.monotonic() < deadline:
+    while len(urls) < wanted and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
         if m := re.match(r"classroom: (HTTP|chat) on (\S+)", line):
             urls[m.group(1).lower()] = m.group(2)
-    if len(urls) < 2:
+    if len(urls) < wanted:
         proc.kill()
         raise RuntimeError("the server did not start")
     urls["pid"] = str(proc.pid)
@@ -76,4 +78,6 @@ def report(name: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) ->
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:,.1f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return "-" if value is None else str(value)

@@ -158,6 +158,13 @@ async def join(client: RawClient, room_id: int) -> None:
 async def run_one(chat_url: str, db_url: str, members: int, messages: int,
                   server_pid: str) -> dict[str, Any]:
     teacher_token, tokens, room_id = await setup(db_url, members)
+    return await measure(chat_url, teacher_token, tokens, room_id, messages, server_pid)
+
+
+async def measure(chat_url: str, teacher_token: str, tokens: list[str], room_id: int,
+                  messages: int, server_pid: str) -> dict[str, Any]:
+    """Connect and join every member, then send `messages` from the instructor."""
+    members = len(tokens)
     parts = urlsplit(chat_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 8001
     clients: list[RawClient] = []

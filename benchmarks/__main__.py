@@ -1,0 +1,297 @@
+"""Every path measured against its ceiling, in one run: `python -m benchmarks`.
+
+Baselines and our paths run one after the other in the same run, so they see the same
+machine (other work on it included) and the ratios between them mean something:
+
+- `bare-h11`: trio + h11 with a constant body (benchmarks/bare.py), the HTTP ceiling;
+- our `/api/v1/healthz` (one database ping), the posts API (JSON, Bearer token) and the class
+  page (HTML, session cookie), a class of 20 posts on a throwaway MariaDB database
+  (`--db` for another; SQLite too), one student per client;
+- `bare-ws`: a plain trio-websocket `send_message` loop, the fan-out ceiling;
+- our fan-out: one live room, the instructor sending, every member receiving.
+
+HTTP load comes from wrk when it is installed (Debian: `apt-get install wrk`), else from
+benchmarks/loadgen.py: closed-loop keep-alive clients on raw sockets in their own processes.
+Every HTTP figure is also shown as a ratio to bare-h11 at the same concurrency, and every
+fan-out figure as a ratio to bare-ws. A table is printed at the end and written, with every
+detail, to benchmarks/results/suite.json.
+
+    python -m benchmarks                    # 50 and 200 clients, 10 s each; 1,000 members
+    python -m benchmarks --quick            # about one minute
+    python -m benchmarks --only http --clients 200 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import trio
+
+from benchmarks import fanout, http_load, loadgen
+from benchmarks.common import cpu_seconds, percentile, report, server_process
+
+WARMUP: Final = 1.0
+HTTP_PATHS: Final = ("healthz", "api", "page")
+
+
+@contextmanager
+def bare_server(kind: str) -> Iterator[dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bare", kind],
+                            stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not (m := re.match(r"bare: listening on (\d+)", line)):
+        proc.kill()
+        raise RuntimeError(f"bare {kind} server did not start: {line!r}")
+    try:
+        yield {"port": m.group(1), "pid": str(proc.pid)}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _request(host: str, port: int, path: str, headers: dict[str, str]) -> str:
+    return http_load.build_request(host, port, path, headers).decode("latin-1")
+
+
+def _progress(label: str, seconds: float) -> Callable[[int], None]:
+    started = time.monotonic()
+    tty = sys.stdout.isatty()
+
+    def show(done: int) -> None:
+        elapsed = time.monotonic() - started
+        if tty:
+            print(f"\r  {label:16} {elapsed:4.0f}/{seconds + WARMUP:.0f} s  {done:9,} requests",
+                  end="", flush=True)
+
+    return show
+
+
+def run_python_load(host: str, port: int, requests: list[str], expect: str, clients: int,
+                    seconds: float, processes: int, label: str) -> dict[str, Any]:
+    start = time.time() + 0.5  # the processes' start-up
+    job = {"host": host, "port": port, "requests": requests, "expect": expect,
+           "connections": clients, "warmup_until": start + WARMUP,
+           "until": start + WARMUP + seconds, "offset": 0}
+    result = loadgen.run(job, processes, _progress(label, seconds))
+    if sys.stdout.isatty():
+        print("\r", end="")
+    return {"latencies": result["latencies"], "errors": result["errors"], "seconds": seconds}
+
+
+_WRK_SCRIPT: Final = """
+local heads = {%s}
+local i = 0
+function setup(thread) thread:set("first", i); i = i + 1 end
+function init(args) n = first end
+function request()
+  n = n + 1
+  local name, value = heads[n %% #heads + 1][1], heads[n %% #heads + 1][2]
+  return wrk.format("GET", "%s", {[name] = value})
+end
+"""
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = float(text[:-2] if text[-2:] in ("us", "ms") else text[:-1]), \
+        text[-2:] if text[-2:] in ("us", "ms") else text[-1:]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, path: str, header: tuple[str, list[str]], clients: int,
+            seconds: float, label: str) -> dict[str, Any]:
+    name, values = header
+    heads = ", ".join(f'{{"{name}", "{v}"}}' for v in values)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % (heads, path))
+    try:
+        base = ["wrk", "-t2", f"-c{clients}", "-s", script.name, "--timeout", "10s", url]
+        if sys.stdout.isatty():
+            print(f"  {label:16} (wrk, {seconds + WARMUP:.0f} s)", end="\r", flush=True)
+        subprocess.run([*base[:1], "-d", f"{WARMUP:.0f}s", *base[1:]], capture_output=True,
+                       check=True)
+        out = subprocess.run([*base[:1], "-d", f"{seconds:.0f}s", "--latency", *base[1:]],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {p: _wrk_ms(v) for p, v in re.findall(r"^\s+(\d+)%\s+(\S+)", out, re.M)}
+    errors: dict[str, int] = {}
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors["non-2xx"] = int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                      out):
+        for kind, n in zip(("connect", "read", "write", "timeout"), m.groups(), strict=True):
+            if int(n):
+                errors[kind] = int(n)
+    max_ms = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
+    return {"wrk": {"requests": requests, "req_per_s": rate, "p50_ms": pct.get("50"),
+                    "p90_ms": pct.get("90"), "p99_ms": pct.get("99"),
+                    "max_ms": _wrk_ms(max_ms.group(1)) if max_ms else None},
+            "errors": errors, "seconds": seconds}
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rows: list[dict[str, Any]] = []
+        self.wrk = shutil.which("wrk") if args.loadgen in ("auto", "wrk") else None
+        if args.loadgen == "wrk" and not self.wrk:
+            raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    def http_row(self, name: str, url: str, path: str, header: tuple[str, list[str]],
+                 expect: str, clients: int, pid: str, baseline: dict[int, float]
+                 ) -> dict[str, Any]:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        label = f"{name} x{clients}"
+        cpu = cpu_seconds(pid)
+        if self.wrk:
+            measured = run_wrk(f"http://{host}:{port}", path, header, clients,
+                               self.args.seconds, label)
+            stats = measured.pop("wrk")
+            cpu = cpu_seconds(pid) - cpu  # includes wrk's warm-up second
+            cpu_requests = stats["requests"] * (self.args.seconds + WARMUP) / self.args.seconds
+        else:
+            name_, values = header
+            requests = [_request(host, port, path, {name_: v}) for v in values]
+            measured = run_python_load(host, port, requests, expect, clients, self.args.seconds,
+                                       self.args.load_processes, label)
+            cpu = cpu_seconds(pid) - cpu
+            lat = measured["latencies"]
+            stats = {"requests": len(lat), "req_per_s": len(lat) / self.args.seconds,
+                     "p50_ms": 1000 * percentile(lat, 50), "p90_ms": 1000 * percentile(lat, 90),
+                     "p99_ms": 1000 * percentile(lat, 99),
+                     "max_ms": 1000 * max(lat, default=float("nan"))}
+            cpu_requests = stats["requests"] * (self.args.seconds + WARMUP) / self.args.seconds
+        rate = stats["req_per_s"]
+        if name == "bare-h11":
+            baseline[clients] = rate
+        row = {"path": name, "clients": clients, "req_per_s": rate,
+               "x_bare": round(rate / baseline[clients], 3) if baseline.get(clients) else None,
+               "p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"],
+               "max_ms": stats["max_ms"], "errors": sum(measured["errors"].values()),
+               "server_cpu_ms": 1000 * cpu / max(1.0, cpu_requests),
+               "error_kinds": measured["errors"], "requests": stats["requests"],
+               "p90_ms": stats["p90_ms"], "loadgen": "wrk" if self.wrk else "python"}
+        self.rows.append(row)
+        errors = f"  errors {row['errors']} {measured['errors']}" if row["errors"] else ""
+        print(f"  {label:16} {rate:9,.0f} req/s  x{row['x_bare'] or 0:.3f}  "
+              f"p50 {row['p50_ms'] or 0:6.1f} ms  p99 {row['p99_ms'] or 0:6.1f} ms  "
+              f"{row['server_cpu_ms']:.2f} ms CPU/req{errors}", flush=True)
+        return row
+
+    def http(self) -> None:
+        baseline: dict[int, float] = {}
+        print("HTTP: bare h11 over trio (constant body)", flush=True)
+        with bare_server("h11") as bare:
+            url = f"http://127.0.0.1:{bare['port']}"
+            for clients in self.args.clients:
+                self.http_row("bare-h11", url, "/", ("Accept", ["*/*"]), '"status"', clients,
+                              bare["pid"], baseline)
+        with self.database() as db_url, server_process(db_url, "--no-chat") as urls:
+            print(f"HTTP: classroom serve on {db_url.split('@')[-1]} (pid {urls['pid']})",
+                  flush=True)
+            students = max(self.args.clients)
+            classroom_id, tokens = trio.run(http_load.setup, urls["http"], db_url, students)
+            paths = {
+                "healthz": ("/api/v1/healthz", ("Accept", ["application/json"]), '"status"'),
+                "api": (f"/api/v1/classrooms/{classroom_id}/posts",
+                        ("Authorization", [f"Bearer {t}" for t in tokens]), '"posts"'),
+                "page": (f"/classrooms/{classroom_id}",
+                         ("Cookie", [f"classroom_session={t}" for t in tokens]),
+                         'class="post-title"'),
+            }
+            for clients in self.args.clients:
+                for name in self.args.paths:
+                    path, header, expect = paths[name]
+                    self.http_row(name, urls["http"], path, header, expect, clients,
+                                  urls["pid"], baseline)
+
+    def fanout(self) -> None:
+        members, messages = self.args.members, self.args.messages
+        print(f"Fan-out: one room, {members:,} members, {messages} messages", flush=True)
+        with self.database() as db_url:
+            teacher, tokens, room_id = trio.run(fanout.setup, db_url, members)
+            with bare_server("ws") as bare:
+                row = trio.run(fanout.measure, f"ws://127.0.0.1:{bare['port']}/ws", teacher,
+                               tokens, room_id, messages, bare["pid"])
+                self.fanout_row("bare-ws", row, None)
+                baseline = row["deliveries_per_s"]
+            with server_process(db_url, "--no-http") as urls:
+                row = trio.run(fanout.measure, urls["chat"], teacher, tokens, room_id,
+                               messages, urls["pid"])
+                self.fanout_row("fanout", row, baseline)
+
+    def fanout_row(self, name: str, measured: dict[str, Any], baseline: float | None) -> None:
+        rate = measured["deliveries_per_s"]
+        row = {"path": name, "clients": measured["members"], "req_per_s": rate,
+               "x_bare": round(rate / baseline, 3) if baseline else None,
+               "p50_ms": measured["p50_ms"], "p99_ms": measured["p99_ms"], "max_ms": None,
+               "errors": measured["lost"],
+               "server_cpu_ms": measured["server_cpu_us_per_delivery"] / 1000,
+               **{f"fanout_{k}": v for k, v in measured.items()}}
+        self.rows.append(row)
+        print(f"  {name:16} {rate:9,.0f} deliveries/s  x{row['x_bare'] or 1:.3f}  "
+              f"p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  lost {row['errors']}",
+              flush=True)
+
+    @contextmanager
+    def database(self) -> Iterator[str]:
+        if self.args.db:
+            yield self.args.db
+        else:
+            with http_load.throwaway_mysql(self.args.mysql_server) as url:
+                yield url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="about a minute: 4 s per HTTP row, 300 members x 50 messages")
+    parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP row")
+    parser.add_argument("--paths", nargs="+", choices=HTTP_PATHS, default=list(HTTP_PATHS))
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--only", choices=["http", "fanout"])
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                        help="auto: wrk when installed, else benchmarks/loadgen.py")
+    parser.add_argument("--load-processes", type=int, default=2,
+                        help="processes of the Python load generator (default 2)")
+    parser.add_argument("--db", help="database URL (default: a throwaway MariaDB database)")
+    parser.add_argument("--mysql-server", default=http_load.MYSQL_SERVER)
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.members, args.messages = 4.0, 300, 50
+    suite = Suite(args)
+    started = time.monotonic()
+    print(f"load generator: {'wrk' if suite.wrk else 'benchmarks/loadgen.py'}; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.only in (None, "http"):
+        suite.http()
+    if args.only in (None, "fanout"):
+        suite.fanout()
+    print(f"\n({time.monotonic() - started:.0f} s; x_bare: HTTP rows against bare-h11 at the "
+          "same clients, fan-out rows against bare-ws)")
+    report("suite", ["path", "clients", "req_per_s", "x_bare", "p50_ms", "p99_ms", "errors",
+                     "server_cpu_ms"], suite.rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The ceilings of our stack, as servers of their own (one process each):
+
+- `h11`: trio + h11 answering every request with the same small body, keep-alive, nothing
+  else (no routing, no database, no template). No HTTP server on trio/h11 can beat it.
+- `ws`: trio-websocket; every `message` frame received is sent to every connected client
+  with one `send_message` per client in a loop, and acked to its sender; `room/join` gets a
+  `room/join` answer. What a hub without storage, ordering or backpressure would do.
+
+    python -m benchmarks.bare h11|ws      # prints "bare: listening on PORT"
+"""
+
+from __future__ import annotations
+
+import sys
+from email.utils import formatdate
+from functools import partial
+from typing import Final
+
+import h11
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+BODY: Final = b'{"status":"ok","posts":[]}' + b" " * 200  # marker for the load generator
+
+
+async def _h11_client(stream: trio.SocketStream) -> None:
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                conn.receive_data(data)
+                if not data and conn.their_state is not h11.DONE:
+                    return
+                continue
+            if isinstance(event, h11.Request):
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                headers = [("Content-Type", "application/json"),
+                           ("Content-Length", str(len(BODY))),
+                           ("Date", formatdate(usegmt=True)), ("Server", "bare")]
+                out = conn.send(h11.Response(status_code=200, headers=headers)) or b""
+                out += conn.send(h11.Data(data=BODY)) or b""
+                out += conn.send(h11.EndOfMessage()) or b""
+                await stream.send_all(out)
+                if conn.our_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                return
+    except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+
+
+class _Room:
+    def __init__(self) -> None:
+        self.members: set[WebSocketConnection] = set()
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        self.members.add(ws)
+        try:
+            while True:
+                text = await ws.get_message()
+                if text.startswith('{"event":"room/join"'):
+                    await ws.send_message('{"event":"room/join","data":{}}')
+                elif text.startswith('{"event":"message"'):
+                    out = '{"event":"message","data":' + text.split('"data":', 1)[1]
+                    for member in list(self.members):
+                        if member is not ws:
+                            try:
+                                await member.send_message(out)
+                            except ConnectionClosed:
+                                self.members.discard(member)
+                    await ws.send_message('{"event":"ack"}')
+        except ConnectionClosed:
+            pass
+        finally:
+            self.members.discard(ws)
+
+
+async def main(kind: str) -> None:
+    async with trio.open_nursery() as nursery:
+        if kind == "h11":
+            listeners = await nursery.start(partial(trio.serve_tcp, _h11_client, 0,
+                                                    host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+        else:
+            room = _Room()
+            server = await nursery.start(partial(serve_websocket, room.handle, "127.0.0.1", 0,
+                                                 ssl_context=None))
+            port = server.port
+        print(f"bare: listening on {port}", flush=True)
+
+
+if __name__ == "__main__":
+    trio.run(main, sys.argv[1])
