@@ -32,6 +32,7 @@ from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .handlers import Dispatcher
 from .hub import RoomHub
 from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
+from .relay import SYNC_INTERVAL
 
 log = logging.getLogger("chat.server")
 
@@ -61,8 +62,11 @@ class ChatServer:
                  outbox_frames: int = MAX_QUEUED_FRAMES,
                  outbox_bytes: int = MAX_QUEUED_BYTES,
                  ping_interval: float = PING_INTERVAL,
-                 ping_timeout: float = PING_TIMEOUT) -> None:
+                 ping_timeout: float = PING_TIMEOUT,
+                 relay_interval: float = SYNC_INTERVAL) -> None:
         self._services = services
+        # Seconds between looks at the database for other servers' events (short in tests).
+        self._relay_interval = relay_interval
         # Seconds between pings of a connection, and how long its pong may take (short in
         # tests).
         self._ping_interval = ping_interval
@@ -99,7 +103,8 @@ class ChatServer:
             bound = listeners[0].socket.getsockname()[1]
             if not self._server_name_given:
                 self._hub.server_name = f"{host}:{bound}"
-            connections.start_soon(self._hub.follow_database)
+            connections.start_soon(lambda: self._hub.follow_database(
+                interval=self._relay_interval))
             task_status.started(bound)
             await self._shutdown.wait()
             listener.cancel()

@@ -3,6 +3,9 @@
 `chat_world(db_url)` runs a ChatServer on port 0 over a fresh schema; `world.connect(person)`
 opens a trio-websocket client (`Peer`) that speaks the envelope protocol and keeps a log of
 every frame it received, so a test can ask afterwards what reached whom.
+`chat_servers(db_url, 2)` runs several chat servers, each with its own storage connections
+to one database, as several chat server hosts would (the `two_chat_servers` fixture of
+tests/chat/conftest.py).
 """
 
 from __future__ import annotations
@@ -358,3 +361,15 @@ async def chat_world(db_url: str, *, clock: Clock | None = None,
             server.allowed_origins.add(ORIGIN)
             yield ChatWorld(services, server, port, nursery, stopped)
             server.begin_shutdown()
+
+
+@asynccontextmanager
+async def chat_servers(db_url: str, count: int = 2, *, clock: Clock | None = None,
+                       **server_options: Any) -> AsyncIterator[list[ChatWorld]]:
+    """`count` chat servers on one database, each its own ChatWorld (its own Services and
+    storage pool); people and classes made through any of them are seen by all. Each
+    server's name is its own address, as in production."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(chat_world(db_url, clock=clock,
+                                                          **server_options))
+               for _ in range(count)]
