@@ -39,20 +39,20 @@ class Role(enum.StrEnum):
 
 
 class Action(enum.Enum):
-    VIEW_CLASS = "view class"
-    JOIN_ROOM = "join room"
-    SEND_MESSAGE = "send message"
-    CREATE_POST = "create post"
-    VIEW_ROSTER = "view roster"
+    VIEW_CLASS = "see this class"
+    JOIN_ROOM = "join this room"
+    SEND_MESSAGE = "send messages here"
+    CREATE_POST = "post to the class stream"
+    VIEW_ROSTER = "see the list of people in this class"
     SHARE_JOIN_CODE = "see and share the join code"
     MANAGE_SESSION = "start or end a live session"
     OPEN_DISCUSSION = "open a discussion"
-    VIEW_ATTENDANCE = "view attendance"
-    KICK = "remove a member from a room"
-    MESSAGE_STUDENT = "message a student"
-    RUN_ROOM = "run the room (settings, sharing, steps, exercises, stats)"
-    MESSAGE_INSTRUCTOR = "message the instructor"
-    STUDENT_WORK = "share code, report step status or signal"
+    VIEW_ATTENDANCE = "see attendance"
+    KICK = "remove someone from a live room"
+    MESSAGE_STUDENT = "message a student privately"
+    RUN_ROOM = "use the coding lab's instructor tools"
+    MESSAGE_INSTRUCTOR = "ask the instructor privately"
+    STUDENT_WORK = "share code or report progress on steps"
 
 
 _BOTH: Final = frozenset({Role.INSTRUCTOR, Role.STUDENT})

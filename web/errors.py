@@ -7,6 +7,7 @@ server's own 400/408/413/431/500/503 — as JSON under /api/ and as an HTML page
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -18,7 +19,9 @@ from .render import json_response, page
 __all__ = [
     "API_PREFIX",
     "DomainHTTPError",
+    "back_path",
     "error_code",
+    "error_hint",
     "error_page",
     "http_error",
     "is_api",
@@ -45,7 +48,7 @@ _CODES: Final = {
 }
 # What a page says for an error nobody gave a better message for.
 _HINTS: Final = {
-    403: "You do not have access to this page.",
+    403: "This part of the class is for the instructor.",
     404: "There is nothing here. The link may be mistyped, or the class is not one of yours.",
     500: "Something went wrong on our side. Please try again.",
     503: "The service is busy or its database is unreachable. Please try again shortly.",
@@ -71,6 +74,22 @@ def http_error(error: ClassroomError) -> DomainHTTPError:
     return DomainHTTPError(error.status, error.code, error.message, headers=headers)
 
 
+_IN_CLASS: Final = re.compile(r"/classrooms/([0-9]{1,18})/")
+
+
+def error_hint(status: int) -> str:
+    return _HINTS.get(status, "")
+
+
+def back_path(path: str, status: int) -> str | None:
+    """Where an error page leads back to: the class, for a part of it the reader may not
+    use (a 404 says nothing about the class, so it only offers one's classes)."""
+    match = _IN_CLASS.match(path)
+    if status == 403 and match:
+        return f"/classrooms/{match.group(1)}"
+    return None
+
+
 def error_code(error: HTTPError) -> str:
     if isinstance(error, DomainHTTPError):
         return error.code
@@ -89,7 +108,8 @@ def error_page(request: Request | None, error: HTTPError) -> Response:
         response = json_response(body, error.status)
     else:
         response = page("error.html", error.status, error=error,
-                        hint=_HINTS.get(error.status, ""))
+                        hint=error_hint(error.status),
+                        back=back_path(request.path if request else "/", error.status))
     return with_error_headers(response, error)
 
 

@@ -38,7 +38,7 @@ from .auth import (
     new_csrf_token,
     safe_next,
 )
-from .errors import http_error, with_error_headers
+from .errors import back_path, error_hint, http_error, with_error_headers
 from .inputs import query_int
 from .render import page
 
@@ -110,10 +110,20 @@ class PageGroup:
             existing = csrf_cookie(request)
             csrf = existing or new_csrf_token()
             visitor = await self._sessions.visitor(request)
+            visit = Visit(request, visitor, csrf, form)
             if visitor.user is None and not public:
                 response = login_redirect(request)
             else:
-                response = await handler(Visit(request, visitor, csrf, form))
+                try:
+                    response = await handler(visit)
+                except ClassroomError as error:
+                    # Refused or missing: the error page keeps the signed-in menu.
+                    failure = http_error(error)
+                    response = with_error_headers(
+                        self._page(visit, "error.html", failure.status, error=failure,
+                                   hint=error_hint(failure.status),
+                                   back=back_path(request.path, failure.status)),
+                        failure)
             if existing is None:
                 response = self._sessions.with_csrf_cookie(response, csrf)
             return response

@@ -2,8 +2,9 @@
 API answer carries.
 
 Autoescaping is on for every template, so anything a user typed is text, never markup; no
-template marks user data `|safe`. Undefined names fail loudly (StrictUndefined) instead of
-rendering as an empty string and hiding a typo.
+template marks user data `|safe`; `|linkify` escapes the text and adds only http(s) anchors.
+Undefined names fail loudly (StrictUndefined) instead of rendering as an empty string and
+hiding a typo.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime
 from typing import Any, Final
 
 import jinja2
+from linkify_it import LinkifyIt
+from markupsafe import Markup, escape
 
 from classroom import limits
 from protocol import Response
@@ -20,6 +23,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "iso_time",
     "json_response",
+    "linkify",
     "page",
     "render",
     "sentence",
@@ -53,6 +57,29 @@ def sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+# Only links written out with their scheme: fuzzy matches ("example.com") guess too often.
+_LINKS: Final = LinkifyIt(options={"fuzzy_link": False, "fuzzy_email": False,
+                                   "fuzzy_ip": False})
+_LINK_SCHEMES: Final = ("http:", "https:")
+
+
+def linkify(text: str) -> Markup:
+    """`text` escaped, with its http(s) links as anchors (nothing else becomes markup:
+    `javascript:`, `mailto:` and friends stay text). Links from users carry
+    rel="noopener nofollow ugc"."""
+    parts: list[str] = []
+    last = 0
+    for match in _LINKS.match(text) or ():
+        if match.schema.lower() not in _LINK_SCHEMES:
+            continue
+        parts.append(escape(text[last:match.index]))
+        parts.append(Markup('<a href="{}" rel="noopener nofollow ugc">{}</a>')
+                     .format(match.url, match.text))
+        last = match.last_index
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
+
+
 def iso_time(value: datetime) -> str:
     """ISO 8601 UTC with "Z", to the second: the precision both databases keep."""
     return value.replace(microsecond=0).isoformat() + "Z"
@@ -68,6 +95,7 @@ _ENV: Final = jinja2.Environment(
 _ENV.filters["when"] = shown_time
 _ENV.filters["iso"] = iso_time
 _ENV.filters["sentence"] = sentence
+_ENV.filters["linkify"] = linkify
 # Forms show the same limits the domain enforces (maxlength, hints), from the one place.
 _ENV.globals["limits"] = limits
 

@@ -15,6 +15,7 @@ from tests.web.live_peer import eventually, live_peer
 from tests.web.test_security import CSP
 
 SCRIPT = "<script>alert(1)</script>"
+SITE_JS = '<script src="/static/site.js" defer></script>'
 LIVE_JS = '<script src="/static/live.js" defer></script>'
 # Every id live.js and the browser tests rely on.
 ROOM_IDS = ("live", "status", "banner", "messages", "message-input", "send-button", "members",
@@ -30,11 +31,11 @@ def data_attributes(page: str) -> dict[str, str]:
 
 
 def assert_no_inline_script(page: str) -> None:
-    """CSP allows scripts from /static only: every <script> is live.js by src, and no
-    element carries an inline handler or a javascript: URL."""
+    """CSP allows scripts from /static only: every <script> is site.js or live.js by src,
+    and no element carries an inline handler or a javascript: URL."""
     for tag in re.findall(r"<script\b[^>]*>.*?</script>", page, flags=re.S | re.I):
-        assert tag == LIVE_JS, tag
-    assert page.lower().count("<script") == page.count(LIVE_JS)
+        assert tag in (SITE_JS, LIVE_JS), tag
+    assert page.lower().count("<script") == page.count(LIVE_JS) + page.count(SITE_JS)
     assert not re.search(r"\son[a-z]+\s*=", page, flags=re.I)
     assert "javascript:" not in page.lower()
 

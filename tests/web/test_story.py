@@ -56,7 +56,7 @@ async def test_instructor_student_and_outsider(web: WebWorld) -> None:
 
             refused = await bob.get(f"/classrooms/{classroom}/students")
             assert refused.status_code == 403
-            assert "Only the instructor may view roster" in refused.text
+            assert "Only the instructor may see the list of people in this class" in refused.text
 
             roster = await ada.get(f"/classrooms/{classroom}/students")
             assert roster.status_code == 200

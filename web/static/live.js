@@ -84,11 +84,46 @@
   }
 
   function clock(iso) {
-    // Times are shown in UTC, like every page of the site ("14:05").
+    // The reader's own time zone: "14:05" in the feed, the full date and zone as a tooltip.
     const date = new Date(iso);
     if (Number.isNaN(date.getTime())) return { short: "", full: "" };
-    const text = date.toISOString();
-    return { short: text.slice(11, 16), full: text.slice(0, 10) + " " + text.slice(11, 16) + " UTC" };
+    return {
+      short: date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+      full: date.toLocaleString([], {
+        year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
+        timeZoneName: "short",
+      }),
+    };
+  }
+
+  // http(s) links in a message become anchors; everything else stays text (textContent).
+  // The scan is one pass of a regex without nested repetition, so it runs in linear time.
+  const LINK = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  const TRAILING = /[.,;:!?)\]}'"]+$/;
+
+  function linkified(text) {
+    const fragment = document.createDocumentFragment();
+    let last = 0;
+    for (const match of text.matchAll(LINK)) {
+      let raw = match[0];
+      const trail = raw.match(TRAILING);
+      if (trail) raw = raw.slice(0, raw.length - trail[0].length);
+      let url = null;
+      try {
+        url = new URL(raw);
+      } catch (e) {
+        url = null;
+      }
+      if (!raw || !url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
+      fragment.append(document.createTextNode(text.slice(last, match.index)));
+      const a = el("a", "", raw);
+      a.href = url.href;
+      a.rel = "noopener nofollow ugc";
+      fragment.append(a);
+      last = match.index + raw.length;
+    }
+    fragment.append(document.createTextNode(text.slice(last)));
+    return fragment;
   }
 
   // -- the connection: one WebSocket at a time, re-opened until stopped --------------------
@@ -313,7 +348,8 @@
     const onlineCount = $("online-count");
     const endButton = $("end-button");
     const endConfirm = $("end-confirm");
-    const pending = new Map(); // ref -> text, until the server acks or refuses it
+    const sendTo = $("send-to");
+    const pending = new Map(); // ref -> {text, to, ask}, until the server acks or refuses it
 
     function showSendError(text) {
       sendError.textContent = text;
@@ -405,6 +441,13 @@
     function markTarget() {
       const privately = (target && target.value) || (toggle && toggle.checked);
       form.classList.toggle("private", Boolean(privately));
+      if (sendTo) {
+        sendTo.textContent = target && target.value
+          ? "Private message to " + nameOf(Number(target.value)) + " only"
+          : toggle && toggle.checked
+            ? "Private question to the instructor only"
+            : "To everyone in the " + roomWord;
+      }
       input.placeholder = target && target.value
         ? "Private message to " + nameOf(Number(target.value)) + ". Enter sends."
         : toggle && toggle.checked
@@ -448,7 +491,9 @@
         reply.addEventListener("click", () => pickTarget(from.id));
         head.append(reply);
       }
-      item.append(head, el("div", "message-text", String(data.text)));
+      const body = el("div", "message-text");
+      body.append(linkified(String(data.text)));
+      item.append(head, body);
       append(item);
     }
 
@@ -462,7 +507,12 @@
 
     function sendMessage() {
       const text = input.value;
-      if (!text.trim() || room.locked !== null) return;
+      if (room.locked !== null) return;
+      if (!text.trim()) {
+        showSendError("Write something first: empty messages are not sent.");
+        input.focus();
+        return;
+      }
       const data = { room_id: roomId, text: text };
       let event = "message";
       if (target && target.value) {
@@ -476,9 +526,13 @@
         showSendError("Not connected: your message was not sent. It is still in the box.");
         return;
       }
-      pending.set(ref, text);
+      pending.set(ref, { text: text, to: target ? target.value : "", ask: Boolean(toggle && toggle.checked) });
       input.value = "";
       clearSendError();
+      // A private reply is one message: the next one goes to everyone again unless chosen.
+      if (target && target.value) target.value = "";
+      if (toggle && toggle.checked) toggle.checked = false;
+      markTarget();
     }
 
     form.addEventListener("submit", (e) => {
@@ -493,6 +547,7 @@
     });
     if (target) target.addEventListener("change", markTarget);
     if (toggle) toggle.addEventListener("change", markTarget);
+    markTarget();
 
     if (endButton) {
       endButton.addEventListener("click", () => {
@@ -549,7 +604,14 @@
       error: (frame, data) => {
         const text = sentence(data.message || "the server refused that");
         if (frame.ref !== undefined && pending.has(frame.ref)) {
-          if (!input.value) input.value = pending.get(frame.ref);
+          // Refused: the text comes back into the box with the audience it was meant for.
+          const refused = pending.get(frame.ref);
+          if (!input.value) {
+            input.value = refused.text;
+            if (target && room.members.has(Number(refused.to))) target.value = refused.to;
+            if (toggle) toggle.checked = refused.ask;
+            markTarget();
+          }
           pending.delete(frame.ref);
         }
         showSendError(text);

@@ -1,0 +1,149 @@
+"""Day-to-day expectations of teachers and students (issue 12), in real Chromium against the
+in-process site and chat server: local times, a private reply that does not stick, links.
+
+Selenium is synchronous: each browser step runs in a worker thread (`trio.to_thread`) while
+the servers keep running in the test's trio loop.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from selenium.webdriver.common.by import By
+
+from tests.web.harness import WebWorld
+from tests.web.live_peer import api_user
+from tests.web.test_live_browser import (
+    chromium,
+    open_live,
+    text_of,
+    type_message,
+    wait,
+    wait_text,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@attrs.frozen
+class Class:
+    id: int
+    code: str
+    ada: str  # the instructor's session token
+    bob: str  # a student's
+    bob_id: int
+
+
+async def class_with_student(web: WebWorld) -> Class:
+    ada = await api_user(web, "ada", "Ada L")
+    bob = await api_user(web, "bob", "Bob S")
+    async with web.api(ada) as ada_api, web.api(bob) as bob_api:
+        made = (await ada_api.post("/classrooms", json={"name": "Net"})).json()["classroom"]
+        await bob_api.post("/classrooms/join", json={"code": made["join_code"]})
+        bob_id = (await bob_api.get("/me")).json()["user"]["id"]
+    return Class(made["id"], made["join_code"], ada, bob, bob_id)
+
+
+def sign_in(driver: object, base_url: str, token: str) -> None:
+    driver.get(base_url + "/static/favicon.svg")  # type: ignore[attr-defined]
+    driver.add_cookie({"name": "classroom_session", "value": token,  # type: ignore[attr-defined]
+                       "path": "/"})
+
+
+async def test_times_are_local_and_recent_ones_relative(live_web: WebWorld,
+                                                        tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        room = await class_with_student(live_web)
+        async with live_web.api(room.ada) as api:
+            post = (await api.post(f"/classrooms/{room.id}/posts",
+                                   json={"title": "Hello", "body": "Week 1"})).json()["post"]
+        created = datetime.fromisoformat(post["created_at"].replace("Z", "+00:00"))
+        # India is UTC+5:30: the minutes differ from UTC's, so a UTC time cannot pass.
+        local = created + timedelta(hours=5, minutes=30)
+        with chromium(tmp_path, "bob") as bob:
+            def check() -> None:
+                bob.execute_cdp_cmd("Emulation.setTimezoneOverride",
+                                    {"timezoneId": "Asia/Kolkata"})
+                sign_in(bob, live_web.base_url, room.bob)
+                bob.get(f"{live_web.base_url}/classrooms/{room.id}")
+                time = bob.find_element(By.CSS_SELECTOR, f"#post-{post['id']} time")
+                wait(bob, lambda _: time.text == "just now", "the post's time as 'just now'")
+                title = time.get_attribute("title")
+                assert local.strftime("%-I:%M") in title, (title, local)
+                assert time.get_attribute("datetime").endswith("Z")
+                assert re.search(r"Asia/(Kolkata|Calcutta)", text_of(bob, "zone-note"))
+
+            await trio.to_thread.run_sync(check)
+        # Without the script the page says UTC, with the zone named.
+        async with live_web.browser() as page:
+            page.client.cookies.set("classroom_session", room.bob)
+            text = (await page.client.get(f"/classrooms/{room.id}")).text
+            assert created.strftime("%Y-%m-%d %H:%M UTC") in text
+
+
+async def test_private_target_resets_and_links_are_clickable(live_web: WebWorld,
+                                                             tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        room = await class_with_student(live_web)
+        async with live_web.api(room.ada) as api:
+            await api.post(f"/classrooms/{room.id}/posts", json={
+                "title": "Reading", "body": "Read https://example.com/a?b=1. Not "
+                "javascript:alert(1) nor <b>this</b>"})
+            await api.post(f"/classrooms/{room.id}/sessions", json={})
+        base = live_web.base_url
+        run = trio.to_thread.run_sync
+        with ExitStack() as stack:
+            ada = stack.enter_context(chromium(tmp_path, "ada"))
+            bob = stack.enter_context(chromium(tmp_path, "bob"))
+
+            def post_links() -> None:
+                sign_in(bob, base, room.bob)
+                bob.get(f"{base}/classrooms/{room.id}")
+                links = bob.find_elements(By.CSS_SELECTOR, ".post-body a")
+                assert [(a.get_attribute("href"), a.get_attribute("rel"), a.text)
+                        for a in links] == [("https://example.com/a?b=1",
+                                             "noopener nofollow ugc",
+                                             "https://example.com/a?b=1")]
+                body = bob.find_element(By.CSS_SELECTOR, ".post-body").text
+                assert "javascript:alert(1) nor <b>this</b>" in body
+
+            await run(post_links)
+            page = f"/classrooms/{room.id}/live"
+            await run(open_live, ada, base, room.ada, page)
+            await run(open_live, bob, base, room.bob, page)
+
+            def private_once() -> None:
+                assert text_of(bob, "send-to") == "To everyone in the session"
+                bob.find_element(By.ID, "private-toggle").click()
+                assert text_of(bob, "send-to") == "Private question to the instructor only"
+                type_message(bob, "a private question")
+                assert wait_text(ada, "a private question")[2] is True
+                assert not bob.find_element(By.ID, "private-toggle").is_selected()
+                assert text_of(bob, "send-to") == "To everyone in the session"
+                type_message(bob, "see https://example.org/x, javascript:alert(2)")
+                wait_text(ada, "see https://example.org/x, javascript:alert(2)")
+                links = ada.find_elements(By.CSS_SELECTOR, "#messages .message-text a")
+                assert [(a.get_attribute("href"), a.get_attribute("rel")) for a in links] == [
+                    ("https://example.org/x", "noopener nofollow ugc")]
+                reply = ada.find_element(By.CSS_SELECTOR, "#messages .message.private button")
+                reply.click()
+                assert text_of(ada, "send-to") == "Private message to Bob S only"
+                type_message(ada, "a private answer")
+                assert wait_text(bob, "a private answer")[2] is True
+                assert ada.find_element(By.ID, "private-target").get_attribute("value") == ""
+                assert text_of(ada, "send-to") == "To everyone in the session"
+                type_message(ada, "for everyone")
+                assert wait_text(bob, "for everyone")[2] is False
+                # An empty message gets a word instead of silence.
+                ada.find_element(By.ID, "send-button").click()
+                wait(ada, lambda d: d.find_element(By.ID, "send-error").is_displayed(),
+                     "the empty-message notice")
+                assert "empty" in text_of(ada, "send-error")
+
+            await run(private_once)
