@@ -17,8 +17,9 @@ import attrs
 import trio
 
 from classroom import Room, RoomEvent, Services, User
+from classroom.lab import alerts_of
 from classroom.rooms import RoomAccess
-from protocol.envelope import encode_event
+from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
 
 from .client import Client
@@ -49,9 +50,18 @@ class LiveRoom:
         return set(self.by_user)
 
     def deliver_event(self, event: RoomEvent) -> None:
-        """A stored event to its audience: everyone, or its sender and recipient only."""
+        """A stored event to its audience: everyone, or its sender and recipient only; then
+        the alerts it raises (made where it is delivered, so every chat server sends them
+        to its own members, relayed events included)."""
         only = None if event.recipient_id is None else (event.sender_id, event.recipient_id)
         self.deliver(frame_of(event), only=only)
+        for alert in alerts_of(event):
+            to = {"instructor": (self.instructor_id,), "target": (event.recipient_id or 0,),
+                  "students": tuple(u for u in self.by_user if u != self.instructor_id)}
+            data = {"room_id": self.id, "status": alert.status, "message": alert.message,
+                    "user_id": alert.user_id, "event": event.event, "event_seq": event.seq}
+            self.deliver(text_frame(encode_event("alerts", encode_data(data))),
+                         only=to[alert.to])
 
     def deliver(self, frame: bytes, *, only: tuple[int, ...] | None = None) -> None:
         targets = (self.clients() if only is None

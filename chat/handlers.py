@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from classroom import Services
 from classroom.errors import Forbidden, Invalid, NotFound
+from classroom.lab import CODE_EVENTS
 from classroom.live import SPECS, Audience, EventSpec, Keep, user_id_of
 from classroom.rooms import RoomAccess
 from classroom.rules import Action, Role, check
@@ -50,6 +51,8 @@ class Dispatcher:
             "room/close": self._close,
             "message/user": self._conversation,
             "steps/table": self._steps_table,
+            "steps/preview": self._steps_preview,
+            "sharing/code": self._shared_code,
         }
 
     async def dispatch(self, client: Client, envelope: Envelope) -> None:
@@ -134,25 +137,24 @@ class Dispatcher:
 
     async def _steps_table(self, client: Client, envelope: Envelope) -> None:
         live, access = self._joined(client, envelope.data)
+        table = await self._services.lab.grid(access, live.online())
+        client.send("steps/table", table, ref=envelope.ref)
+
+    async def _steps_preview(self, client: Client, envelope: Envelope) -> None:
+        """A document split into steps for the instructor to edit before `steps/all`;
+        nothing is stored or sent to anyone else."""
+        live, access = self._joined(client, envelope.data)
         check(access.role, Action.RUN_ROOM)
-        rooms = self._services.rooms
-        steps_text = (await rooms.state(live.id, "steps")).get(0)
-        steps = json.loads(steps_text)["steps"] if steps_text else []
-        by_step = [await rooms.state(live.id, f"step/{i}") for i in range(len(steps))]
-        signals = await rooms.state(live.id, "signal")
-        students = []
-        for user, role in await rooms.members(access.room.classroom_id):
-            if role != Role.STUDENT:
-                continue
-            statuses = [json.loads(s[user.id])["status"] if user.id in s else "NONE"
-                        for s in by_step]
-            signal = json.loads(signals[user.id])["value"] if user.id in signals else "NONE"
-            students.append({"user_id": user.id, "name": user.display_name,
-                             "online": user.id in live.by_user, "statuses": statuses,
-                             "signal": signal})
-        client.send("steps/table", {"room_id": live.id,
-                                    "steps": [s["name"] for s in steps],
-                                    "students": students}, ref=envelope.ref)
+        steps = SPECS["steps/import"].clean(envelope.data)["steps"]
+        client.send("steps/preview", {"room_id": live.id, "steps": steps}, ref=envelope.ref)
+
+    async def _shared_code(self, client: Client, envelope: Envelope) -> None:
+        """A student's latest shared files (instructor only)."""
+        live, access = self._joined(client, envelope.data)
+        student = user_id_of(envelope.data)
+        files = await self._services.lab.code(access, student)
+        client.send("sharing/code", {"room_id": live.id, "user_id": student, "files": files},
+                    ref=envelope.ref)
 
     # -- everything in classroom.live.SPECS ----------------------------------------------
 
@@ -169,11 +171,24 @@ class Dispatcher:
             recipient = data["user_id"]
             await self._services.rooms.check_private_target(access, recipient)
         after_store = None
-        if spec.state is not None:
+        if spec.name in CODE_EVENTS:
+            after_store = await self._code_writer(live, client, spec, data)
+        elif spec.state is not None:
             after_store = self._state_writer(live, client, spec, data, recipient)
         stored = await self._hub.publish(live, spec.emitted, client.user, recipient, data,
                                          after_store=after_store)
         client.ack(envelope.ref, seq=stored.seq)
+
+    async def _code_writer(self, live: LiveRoom, client: Client, spec: EventSpec,
+                           data: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+        # Merged before storing, so a share past the limits is refused with nothing stored.
+        lab = self._services.lab
+        files = await lab.merged_code(live.id, client.user.id, spec.name, data["files"])
+
+        async def write() -> None:
+            await lab.save_code(live.id, client.user.id, files, self._services.clock())
+
+        return write
 
     def _state_writer(self, live: LiveRoom, client: Client, spec: EventSpec,
                       data: dict[str, Any], recipient: int | None

@@ -136,7 +136,9 @@ class RoomHub:
         online = live.online()
         members = ",".join(entries[uid in online] for uid, entries in live.members.items())
         room = live.room
+        state = await self._services.lab.state(access, client.user, live.online())
         head = encode_data({
+            "state": state,
             "room": {"id": room.id, "classroom_id": room.classroom_id, "kind": room.kind,
                      "topic": room.topic, "open": room.is_open, "last_seq": live.last_seq,
                      "instructor_id": live.instructor_id, "chat_server": self.server_name},

@@ -23,6 +23,8 @@ A private event is seen by its sender and its recipient only, live and in histor
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 import re
@@ -37,15 +39,21 @@ from storage import User
 from . import limits
 from .errors import Invalid, TooLarge
 from .rules import Action
+from .steps_import import (
+    MAX_MARKDOWN,
+    MAX_STEP_CONTENT,
+    MAX_STEP_NAME,
+    MAX_UPLOAD,
+    render,
+    split_markdown,
+    upload_steps,
+)
 from .views import time_view
 
 MAX_FILES_PER_SHARE: Final = 50
 MAX_SHARE_BYTES: Final = 512 * 1024
 MAX_FILENAME: Final = 255
 MAX_STEPS: Final = 100
-MAX_STEP_NAME: Final = 200
-MAX_STEP_CONTENT: Final = 20_000
-MAX_MARKDOWN: Final = 200_000
 MAX_IGNORE_TEXT: Final = 10_000
 MAX_EXERCISE: Final = 20_000
 FILE_STATUSES: Final = frozenset({"new", "changed", "deleted", "unchanged"})
@@ -196,9 +204,10 @@ def _step(item: object, index: int) -> dict[str, str]:
     kind = item.get("type", "theory")
     if not isinstance(kind, str) or kind not in STEP_TYPES:
         raise Invalid(f"step {index}: type must be one of {', '.join(sorted(STEP_TYPES))}")
+    content = _text(item, "content", MAX_STEP_CONTENT, required=False)
     return {
         "name": _text(item, "name", MAX_STEP_NAME),
-        "content": _text(item, "content", MAX_STEP_CONTENT, required=False),
+        "content": content,
         "language": _text(item, "language", 40, required=False),
         "type": kind,
     }
@@ -210,51 +219,32 @@ def _steps(data: Data) -> dict[str, Any]:
         raise Invalid("steps must be a non-empty list")
     if len(steps) > MAX_STEPS:
         raise TooLarge(f"at most {MAX_STEPS} steps")
-    return {"steps": [_step(item, i) for i, item in enumerate(steps)]}
-
-
-_HEADING: Final = re.compile(r"^(#{1,3})\s+(.+?)\s*#*\s*$")
-_FENCE: Final = re.compile(r"^```\s*([\w+#.-]*)")
-
-
-def split_markdown(markdown: str) -> list[dict[str, str]]:
-    """A Markdown (or Notion export) document -> steps, one per heading of the shallowest
-    level used. Text before the first heading becomes an "Introduction" step. A step with a
-    fenced code block is an exercise in that block's language."""
-    lines = markdown.replace("\r\n", "\n").split("\n")
-    levels = [len(m.group(1)) for line in lines if (m := _HEADING.match(line))]
-    top = min(levels) if levels else 0
-    steps: list[dict[str, str]] = []
-    name, fenced = "Introduction", False
-    body: list[str] = []
-    for line in lines:
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-        heading = None if fenced else _HEADING.match(line)
-        if heading and len(heading.group(1)) == top:
-            if "".join(body).strip() or steps or name != "Introduction":
-                steps.append(_markdown_step(name, body))
-            name, body = heading.group(2), []
-        else:
-            body.append(line)
-    steps.append(_markdown_step(name, body))
-    return [s for s in steps if s["name"] != "Introduction" or s["content"]]
-
-
-def _markdown_step(name: str, body: list[str]) -> dict[str, str]:
-    content = "\n".join(body).strip("\n")
-    language = next((m.group(1) for line in body if (m := _FENCE.match(line.strip()))), None)
-    return {"name": name[:MAX_STEP_NAME], "content": content[:MAX_STEP_CONTENT],
-            "language": (language or "")[:40],
-            "type": "exercise" if language is not None else "theory"}
+    clean = [_step(item, i) for i, item in enumerate(steps)]
+    if sum(len(step["content"]) for step in clean) > MAX_MARKDOWN:
+        raise TooLarge(f"the steps together may hold at most {MAX_MARKDOWN} characters")
+    # Rendered once here, stored with the event: every member gets the same safe HTML.
+    return {"steps": [{**step, "html": render(step["content"])} for step in clean]}
 
 
 def _steps_import(data: Data) -> dict[str, Any]:
-    markdown = _text(data, "markdown", MAX_MARKDOWN)
-    steps = split_markdown(markdown)
+    steps = import_steps(data)
     if not steps:
         raise Invalid("found no steps: start each step with a # heading")
     return _steps({"steps": steps})
+
+
+def import_steps(data: Data) -> list[dict[str, str]]:
+    """The steps of `steps/import` or `steps/preview`: pasted Markdown (`markdown`), or an
+    uploaded `.md` or Notion-export `.zip` (`filename` and `content_base64`)."""
+    if "content_base64" not in data:
+        return split_markdown(_text(data, "markdown", MAX_MARKDOWN))
+    encoded = _text(data, "content_base64", MAX_UPLOAD * 4 // 3 + 4)
+    filename = _text(data, "filename", MAX_FILENAME, required=False)
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Invalid("content_base64 is not base64") from exc
+    return upload_steps(filename, content)
 
 
 def _status_to_mentor(data: Data) -> dict[str, Any]:
@@ -267,7 +257,8 @@ def _status_to_client(data: Data) -> dict[str, Any]:
 
 
 def _exercise(data: Data) -> dict[str, Any]:
-    return {"content": _text(data, "content", MAX_EXERCISE)}
+    content = _text(data, "content", MAX_EXERCISE)
+    return {"content": content, "html": render(content)}
 
 
 def _feedback(data: Data) -> dict[str, Any]:

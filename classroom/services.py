@@ -10,6 +10,7 @@ from .accounts import Accounts
 from .classes import Classes
 from .clock import Clock, utcnow
 from .errors import translate_storage_errors
+from .lab import Lab
 from .posts import Posts
 from .rooms import Rooms
 
@@ -21,17 +22,20 @@ class Services:
     classes: Classes
     posts: Posts
     rooms: Rooms
+    lab: Lab
     clock: Clock
 
     @classmethod
     def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
         classes = Classes(storage, clock=clock)
+        rooms = Rooms(storage, classes, clock=clock)
         return cls(
             storage=storage,
             accounts=Accounts(storage, clock=clock),
             classes=classes,
             posts=Posts(storage, classes, clock=clock),
-            rooms=Rooms(storage, classes, clock=clock),
+            rooms=rooms,
+            lab=Lab(storage, rooms),
             clock=clock,
         )
 

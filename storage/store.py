@@ -563,3 +563,25 @@ class Storage:
             "SELECT room_id, user_id, name, value, updated_at FROM room_state"
             " WHERE room_id = %s AND name = %s ORDER BY user_id", (room_id, name))
         return [StateValue(*r) for r in rows]
+
+    async def list_room_state(self, room_id: int, *, owners: Sequence[int] | None = None,
+                              skip: Sequence[str] = ()) -> list[StateValue]:
+        """Every value of a room in one query: of the `owners` only (user 0 is the room's
+        own), leaving out the names in `skip` (large values a caller does not need)."""
+        sql = ("SELECT room_id, user_id, name, value, updated_at FROM room_state"
+               " WHERE room_id = %s")
+        params: list[Any] = [room_id]
+        if owners is not None:
+            sql += f" AND user_id IN ({', '.join(['%s'] * len(owners))})"
+            params += list(owners)
+        if skip:
+            sql += f" AND name NOT IN ({', '.join(['%s'] * len(skip))})"
+            params += list(skip)
+        rows = await self.db.fetch_all(sql + " ORDER BY user_id, name", tuple(params))
+        return [StateValue(*r) for r in rows]
+
+    async def get_state(self, room_id: int, user_id: int, name: str) -> str | None:
+        row = await self.db.fetch_one(
+            "SELECT value FROM room_state WHERE room_id = %s AND name = %s AND user_id = %s",
+            (room_id, name, user_id))
+        return None if row is None else str(row[0])

@@ -75,6 +75,10 @@ TABLE: Final[dict[str, tuple[Payload, str, str, str, str]]] = {
                                           "step": 0, "status": "ACCEPTED"},
                                "ack", OK, FORBIDDEN, NOT_FOUND),
     "steps/table": (lambda c: {"room_id": c.room_id}, "steps/table", OK, FORBIDDEN, NOT_FOUND),
+    "steps/preview": (lambda c: {"room_id": c.room_id, "markdown": MARKDOWN},
+                      "steps/preview", OK, FORBIDDEN, NOT_FOUND),
+    "sharing/code": (lambda c: {"room_id": c.room_id, "user_id": c.student_id},
+                     "sharing/code", OK, FORBIDDEN, NOT_FOUND),
     "exercise": (lambda c: {"room_id": c.room_id, "content": "Write fizzbuzz"},
                  "ack", OK, FORBIDDEN, NOT_FOUND),
     "exercise/feedback": (lambda c: {"room_id": c.room_id, "user_id": c.student_id,
@@ -94,7 +98,8 @@ def test_table_covers_every_client_event() -> None:
     from classroom.live import SPECS
 
     handled = {"room/create", "room/join", "room/rejoin", "room/rehost", "room/leave",
-               "room/kill", "room/close", "message/user", "steps/table", *SPECS}
+               "room/kill", "room/close", "message/user", "steps/table", "steps/preview",
+               "sharing/code", *SPECS}
     assert set(TABLE) == handled
 
 

@@ -849,6 +849,25 @@ async def test_list_state_by_name_ordered_by_user(storage: Storage) -> None:
                                                           (7, "seven")]
 
 
+async def test_list_room_state_in_one_query_by_owner_without_skipped_names(
+        storage: Storage) -> None:
+    with trio.fail_after(10):
+        teacher, classroom, room = await new_room(storage)
+        other_room = await storage.create_room(classroom.id, "live", "t", teacher.id, T0)
+        await storage.set_state(room.id, 0, "steps", "s", at(1))
+        await storage.set_state(room.id, 3, "code", "big", at(2))
+        await storage.set_state(room.id, 3, "signal", "h", at(3))
+        await storage.set_state(room.id, 5, "signal", "d", at(4))
+        await storage.set_state(other_room.id, 3, "signal", "other room", at(5))
+        every = await storage.list_room_state(room.id)
+        assert [(v.user_id, v.name) for v in every] == [(0, "steps"), (3, "code"),
+                                                        (3, "signal"), (5, "signal")]
+        mine = await storage.list_room_state(room.id, owners=(0, 3), skip=("code",))
+        assert [(v.user_id, v.value) for v in mine] == [(0, "s"), (3, "h")]
+        assert await storage.get_state(room.id, 3, "code") == "big"
+        assert await storage.get_state(room.id, 5, "code") is None
+
+
 async def test_clear_state_forgets_one_name_for_every_user(storage: Storage) -> None:
     with trio.fail_after(10):
         _, _, room = await new_room(storage)
