@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from classroom import Services
+from classroom import Services, limits
 from classroom.errors import Forbidden, Invalid, NotFound
 from classroom.lab import CODE_EVENTS
 from classroom.live import SPECS, Audience, EventSpec, Keep, user_id_of
@@ -32,7 +32,9 @@ def _int(data: Data, key: str, *, required: bool = True, default: int = 0) -> in
     value = data.get(key)
     if value is None and not required:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if key.endswith("_id"):
+        return limits.record_id(value, key, minimum=0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limits.MAX_ID:
         raise Invalid(f"{key} must be a non-negative integer")
     return value
 

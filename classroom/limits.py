@@ -8,7 +8,7 @@ import re
 import unicodedata
 from typing import Final
 
-from .errors import Invalid
+from .errors import Invalid, NotFound
 
 USERNAME_MIN: Final = 3
 USERNAME_MAX: Final = 32
@@ -24,6 +24,9 @@ TAGS_PER_POST: Final = 10
 TOPIC_MAX: Final = 200
 MESSAGE_MAX: Final = 4000
 JOIN_CODE_LENGTH: Final = 10
+# Ids and seqs are signed 64-bit in both databases. A bigger number names nothing, and must
+# not reach SQLite, which raises OverflowError binding it.
+MAX_ID: Final = 2**63 - 1
 
 _USERNAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _TAG: Final = re.compile(r"[\w-]+")
@@ -139,3 +142,14 @@ def join_code(value: str) -> str:
     if len(code) > 4 * JOIN_CODE_LENGTH:
         raise Invalid("that is not a class code")
     return code
+
+
+def record_id(value: object, field: str, *, minimum: int = 1) -> int:
+    """An id from a client (JSON): an integer >= `minimum` (else Invalid), and NotFound past
+    what a database id can be, as for any other id that names nothing."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "positive" if minimum > 0 else "non-negative"
+        raise Invalid(f"{field} must be a {kind} integer")
+    if value > MAX_ID:
+        raise NotFound(f"no such {field.removesuffix('_id')}")
+    return value

@@ -121,10 +121,7 @@ def _text(data: Data, key: str, maximum: int, *, required: bool = True) -> str:
 
 
 def user_id_of(data: Data) -> int:
-    value = data.get("user_id")
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise Invalid("user_id must be a positive integer")
-    return value
+    return limits.record_id(data.get("user_id"), "user_id")
 
 
 def _choice(data: Data, key: str, allowed: frozenset[str]) -> str:

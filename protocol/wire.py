@@ -63,7 +63,8 @@ def head_size(head: h11.Request) -> int:
 def request_from_head(
     head: h11.Request, client: tuple[str, int] | None
 ) -> tuple[Request, HTTPError | None]:
-    """A body-less Request for a parsed head, and the error if its target was refused.
+    """A body-less Request for a parsed head, and the error if its target was refused or
+    its framing is ambiguous (both Content-Length and Transfer-Encoding: 400, then close).
 
     The Request is always returned, so error pages can look at the path (the web layer
     answers JSON under /api/); for a refused target its path is the raw path and the query
@@ -76,7 +77,7 @@ def request_from_head(
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers
     )
     try:
-        return Request.make(method, target, headers=headers, client=client), None
+        request = Request.make(method, target, headers=headers, client=client)
     except HTTPError as error:
         raw = Request(
             method=method,
@@ -86,6 +87,12 @@ def request_from_head(
             client=client,
         )
         return raw, error
+    names = {name for name, _ in headers}
+    if "content-length" in names and "transfer-encoding" in names:
+        # RFC 9112 6.3: a message with both may be a request-smuggling attempt; answer 400
+        # and close rather than pick one framing a proxy in front may not have picked.
+        return request, HTTPError(400, "both Content-Length and Transfer-Encoding")
+    return request, None
 
 
 def response_to_h11(

@@ -85,6 +85,30 @@ BAD: Final[list[tuple[str, Any, str]]] = [
      "invalid"),
     ("user_id a float", {"event": "message/user", "data": {"room_id": "ROOM",
                                                            "user_id": 2.5}}, "invalid"),
+    # Ids past signed 64 bits name nothing: not_found on both backends (SQLite used to raise
+    # OverflowError binding them, answered `internal`).
+    ("room_id 2^63 in a join", {"event": "room/join", "data": {"room_id": 2**63}}, "not_found"),
+    ("room_id 2^64 in a message", {"event": "message", "data": {"room_id": 2**64,
+                                                                "text": "x"}}, "not_found"),
+    ("classroom_id 2^63", {"event": "room/create", "data": {"classroom_id": 2**63}},
+     "not_found"),
+    ("user_id 2^63 in a private message", {"event": "message/to_client", "data": {
+        "room_id": "ROOM", "user_id": 2**63, "text": "hi"}}, "not_found"),
+    ("user_id 2^63 in a kill", {"event": "room/kill", "data": {"room_id": "ROOM",
+                                                               "user_id": 2**63}}, "not_found"),
+    ("user_id 10^30 in a conversation", {"event": "message/user", "data": {
+        "room_id": "ROOM", "user_id": 10**30}}, "not_found"),
+    ("user_id 2^63 in feedback", {"event": "exercise/feedback", "data": {
+        "room_id": "ROOM", "user_id": 2**63, "accepted": True}}, "not_found"),
+    ("user_id 2^63 in a step status", {"event": "steps/status/to_client", "data": {
+        "room_id": "ROOM", "user_id": 2**63, "step": 0, "status": "ACCEPTED"}}, "not_found"),
+    ("user_id -2^63", {"event": "room/kill", "data": {"room_id": "ROOM", "user_id": -2**63}},
+     "invalid"),
+    ("user_id a bool", {"event": "message/to_client", "data": {
+        "room_id": "ROOM", "user_id": True, "text": "hi"}}, "invalid"),
+    ("room_id -2^64", {"event": "room/join", "data": {"room_id": -2**64}}, "invalid"),
+    ("after 2^63", {"event": "room/join", "data": {"room_id": "ROOM", "after": 2**63}},
+     "invalid"),
     ("over 1 MiB, no ref", '{"event": "message", "data": {"text": "%s"}}' % ("a" * MIB),
      "too_large"),
     ("over 1 MiB", {"event": "message", "data": {"room_id": "ROOM", "text": "a" * (MIB + 10)}},

@@ -497,3 +497,15 @@ async def test_access_log_line_per_request(caplog: pytest.LogCaptureFixture) -> 
     lines = [r.getMessage() for r in caplog.records if r.name == "protocol.http.access"]
     assert len(lines) == 2
     assert '"GET /" 200 9 ' in lines[0]
+
+
+async def test_content_length_with_transfer_encoding_is_400_and_closes() -> None:
+    # RFC 9112 6.3: both framings at once is how requests are smuggled past a proxy.
+    smuggle = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + GET)
+    with trio.fail_after(5):
+        async with serving() as (_, port):
+            answers = await exchange(port, smuggle, methods=("POST",))
+            assert [a.status for a in answers] == [400]
+            assert answers[0].headers["connection"] == "close"
+            assert b"Content-Length and Transfer-Encoding" in answers[0].body
