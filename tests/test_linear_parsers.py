@@ -78,10 +78,31 @@ async def test_markdown_split_is_linear(attack: str) -> None:
     await assert_linear(SPECS["steps/import"].clean, {"markdown": document})
 
 
-async def test_heading_parser_keeps_its_meaning() -> None:
-    doc = "#   Setup  ##  \nx\n## Sub\ny\n#### deep\n#nospace\n# C#\nz\n#\n# \t \n"
-    assert [s["name"] for s in split_markdown(doc)] == ["Setup", "C"]
-    assert split_markdown(_fit("# a", " ", "b  #", 150))[0]["name"].endswith("b")
+# CommonMark's own pathological cases (markdown-it-py parses and renders the steps).
+N = MAX_MARKDOWN // 12
+RENDER_ATTACKS = {
+    "nested strong emphasis": "*a **a " * (N * 6 // 7) + " a** a*" * (N * 6 // 7),
+    "emphasis closers": "a**" * N * 3,
+    "emphasis openers": "**a" * N * 3,
+    "unclosed links": "[a](b" * N * 2,
+    "nested brackets": "[" * N * 5 + "a" + "]" * N * 5,
+    "link closers": "a]" * N * 5,
+    "backticks": "`a``" * N * 2,
+    "nested blockquotes": "> " * N * 5,
+    "nested lists": "- " * N * 5,
+    "entities": "&#" * N * 5,
+    "autolinks": "<" * N * 10,
+    "mixed emphasis": "*a_ " * N * 2,
+    "reference definitions": "[a]: b\n" * N,
+}
+
+
+@pytest.mark.parametrize("attack", RENDER_ATTACKS)
+async def test_markdown_render_is_linear(attack: str) -> None:
+    document = RENDER_ATTACKS[attack]
+    assert len(document) <= MAX_MARKDOWN
+    await assert_linear(render, document)
+    await assert_linear(split_markdown, "# a\n" + document)
 
 
 IGNORE_ATTACKS = {
