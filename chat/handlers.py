@@ -55,6 +55,7 @@ class Dispatcher:
             "steps/table": self._steps_table,
             "steps/preview": self._steps_preview,
             "sharing/code": self._shared_code,
+            "class/watch": self._watch,
         }
 
     async def dispatch(self, client: Client, envelope: Envelope) -> None:
@@ -92,6 +93,9 @@ class Dispatcher:
             for other in self._hub.by_user.get(member.id, ()):
                 if other is not client:
                     other.send("room/update", update)
+
+    async def _watch(self, client: Client, envelope: Envelope) -> None:
+        await self._hub.watch.watch(client, _int(envelope.data, "classroom_id"), envelope.ref)
 
     async def _join(self, client: Client, envelope: Envelope) -> None:
         data = envelope.data

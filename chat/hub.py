@@ -25,6 +25,7 @@ from .client import Client, Joined
 from .departures import Departures
 from .fanout import FanOut, LiveRoom, frame_of
 from .relay import SYNC_INTERVAL, Relay
+from .watch import ClassWatch
 
 # History replays in pages of this many events.
 REPLAY_PAGE: Final = 500
@@ -40,11 +41,13 @@ class RoomHub:
         self.relay = Relay(services)
         self.fanout = FanOut(services, self.relay)
         self.departures = Departures(services)
+        self.watch = ClassWatch(services)
 
     def connected(self, client: Client) -> None:
         self.by_user.setdefault(client.user.id, set()).add(client)
 
     async def disconnected(self, client: Client) -> None:
+        self.watch.forget(client)
         clients = self.by_user.get(client.user.id)
         if clients is not None:
             clients.discard(client)

@@ -105,6 +105,7 @@ class ChatServer:
                 self._hub.server_name = f"{host}:{bound}"
             connections.start_soon(lambda: self._hub.follow_database(
                 interval=self._relay_interval))
+            connections.start_soon(self._hub.watch.follow)
             task_status.started(bound)
             await self._shutdown.wait()
             listener.cancel()

@@ -7,7 +7,7 @@ readable (history, attendance) but take no new events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -41,11 +41,24 @@ class RoomAccess:
         return self.classroom.instructor_id
 
 
+RoomListener = Callable[[Room], None]
+
+
 class Rooms:
     def __init__(self, storage: Storage, classes: Classes, *, clock: Clock = utcnow) -> None:
         self._storage = storage
         self._classes = classes
         self._now = clock
+        self._listeners: list[RoomListener] = []
+
+    def on_change(self, listener: RoomListener) -> None:
+        """Call `listener` with each room this process opens or ends (a chat server in the
+        same process tells watching pages at once; other processes learn from the database)."""
+        self._listeners.append(listener)
+
+    def _changed(self, room: Room) -> None:
+        for listener in self._listeners:
+            listener(room)
 
     @translate_storage_errors
     async def open(self, user: User, classroom_id: int, kind: str, topic: str = "") -> Room:
@@ -60,15 +73,21 @@ class Rooms:
             current = await self.current_session(classroom_id)
             if current is not None:
                 raise Conflict(f"live session {current.id} is already running; end it first")
-        return await self._storage.create_room(classroom_id, kind, clean_topic, user.id,
+        room = await self._storage.create_room(classroom_id, kind, clean_topic, user.id,
                                                self._now())
+        self._changed(room)
+        return room
 
     @translate_storage_errors
     async def current_session(self, classroom_id: int) -> Room | None:
-        for room in await self._storage.list_rooms(classroom_id, LIVE):
-            if room.is_open:
-                return room
-        return None
+        return (await self.live_now([classroom_id])).get(classroom_id)
+
+    @translate_storage_errors
+    async def live_now(self, classroom_ids: Sequence[int]) -> dict[int, Room]:
+        """The running live session of each of these classes that has one (the caller
+        knows the reader is a member of them)."""
+        rooms = await self._storage.list_open_rooms(list(classroom_ids), LIVE)
+        return {room.classroom_id: room for room in reversed(rooms)}
 
     @translate_storage_errors
     async def access(self, user: User, room_id: int, action: Action = Action.JOIN_ROOM
@@ -110,7 +129,11 @@ class Rooms:
         check(access.role, Action.MANAGE_SESSION)
         now = self._now()
         data = stored_data(access.room.id, user, {"message": CLOSED_NOTICE}, now)
-        return await self._storage.close_room(access.room.id, "room/closed", user.id, data, now)
+        stored = await self._storage.close_room(access.room.id, "room/closed", user.id, data,
+                                                now)
+        if stored is not None:
+            self._changed(attrs.evolve(access.room, ended_at=now))
+        return stored
 
     @translate_storage_errors
     async def reload(self, room_id: int) -> Room | None:

@@ -368,6 +368,16 @@ class Storage:
         rows = await self.db.fetch_all(sql + " ORDER BY id DESC", params)
         return [_room(r) for r in rows]
 
+    async def list_open_rooms(self, classroom_ids: Sequence[int], kind: str) -> list[Room]:
+        """The open rooms of `kind` in any of the classes, newest first."""
+        if not classroom_ids:
+            return []
+        rows = await self.db.fetch_all(
+            f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE classroom_id IN "
+            f"({_in_list(classroom_ids)}) AND kind = %s AND ended_at IS NULL ORDER BY id DESC",
+            [*classroom_ids, kind])
+        return [_room(r) for r in rows]
+
     async def end_room(self, room_id: int, now: datetime) -> bool:
         """Ends the room and closes every open attendance record at `now`.
         Returns False when it had already ended."""

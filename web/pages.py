@@ -142,15 +142,18 @@ class PageGroup:
                               **context)
         return with_error_headers(response, failure)
 
-    @staticmethod
-    def _tabs(classroom_id: int, role: Role, active: str) -> list[dict[str, Any]]:
-        """A class's tab bar."""
+    async def _tabs(self, classroom_id: int, role: Role, active: str,
+                    live_now: bool | None = None) -> list[dict[str, Any]]:
+        """A class's tab bar; the Live tab says "Live now" while a session runs
+        (`live_now`, when the caller knows already)."""
+        if live_now is None:
+            live_now = await self._services.rooms.current_session(classroom_id) is not None
         base = f"/classrooms/{classroom_id}"
-        tabs = [{"key": "stream", "label": "Stream", "href": base}]
+        tabs: list[dict[str, Any]] = [{"key": "stream", "label": "Stream", "href": base}]
         if may(role, Action.VIEW_ROSTER):
             tabs.append({"key": "students", "label": "People", "href": f"{base}/students"})
         tabs += [{"key": "sessions", "label": "Sessions", "href": f"{base}/sessions"},
-                 {"key": "live", "label": "Live", "href": f"{base}/live"},
+                 {"key": "live", "label": "Live", "href": f"{base}/live", "live": live_now},
                  {"key": "discussions", "label": "Discussions", "href": f"{base}/discussions"}]
         return [{**tab, "active": tab["key"] == active} for tab in tabs]
 
@@ -239,7 +242,8 @@ class Pages(PageGroup):
 
     async def my_classes(self, visit: Visit) -> Response:
         memberships = await self._services.classes.mine(visit.me)
-        return self._page(visit, "classes.html", memberships=memberships)
+        live = await self._services.rooms.live_now([m.classroom.id for m in memberships])
+        return self._page(visit, "classes.html", memberships=memberships, live=live)
 
     async def new_class_form(self, visit: Visit) -> Response:
         return self._page(visit, "new_class.html", values={})
@@ -291,6 +295,7 @@ class Pages(PageGroup):
         before = query_int(visit.request, "before")
         posts = await self._services.posts.stream(me, classroom_id, tag=tag, before_id=before)
         tags = await self._services.posts.tags(me, classroom_id)
+        live_room = await self._services.rooms.current_session(classroom_id)
         older = None
         if len(posts) == PAGE_SIZE:
             query = {"before": str(posts[-1].id), **({"tag": tag} if tag else {})}
@@ -299,7 +304,8 @@ class Pages(PageGroup):
             classroom=classroom, role=role, posts=posts, tags=tags, tag=tag, older=older,
             can_post=may(role, Action.CREATE_POST),
             show_code=may(role, Action.SHARE_JOIN_CODE),
-            tabs=self._tabs(classroom_id, role, "stream"),
+            tabs=await self._tabs(classroom_id, role, "stream", live_room is not None),
+            live_room=live_room,
             values={"title": visit.field("title"), "body": visit.field("body"),
                     "tags": visit.field("tags")},
         )
@@ -315,4 +321,4 @@ class Pages(PageGroup):
         return self._page(visit, "students.html", classroom=classroom, role=role,
                           instructors=[m for m in members if m.role == Role.INSTRUCTOR],
                           students=[m for m in members if m.role == Role.STUDENT],
-                          tabs=self._tabs(classroom_id, role, "students"))
+                          tabs=await self._tabs(classroom_id, role, "students"))

@@ -100,7 +100,7 @@ class RoomPages(PageGroup):
             can_manage=may(role, Action.MANAGE_SESSION),
             show_attendance=show_attendance,
             current=current,
-            tabs=self._tabs(classroom_id, role, "sessions"),
+            tabs=await self._tabs(classroom_id, role, "sessions", current is not None),
             values={"topic": visit.field("topic")})
         if error is not None:
             return self._form_error(visit, "sessions.html", error, **context)
@@ -116,7 +116,7 @@ class RoomPages(PageGroup):
         mode = "chat" if room is not None else "wait"
         return self._page(
             visit, "live.html", classroom=classroom, role=role, room=room,
-            tabs=self._tabs(classroom_id, role, "live"),
+            tabs=await self._tabs(classroom_id, role, "live", room is not None),
             can_manage=may(role, Action.MANAGE_SESSION), values={"topic": ""},
             live=self._live_settings(visit, classroom, role, room, mode))
 
@@ -143,7 +143,7 @@ class RoomPages(PageGroup):
         context: dict[str, Any] = dict(
             classroom=classroom, role=role, discussions=rooms,
             can_open=may(role, Action.OPEN_DISCUSSION),
-            tabs=self._tabs(classroom_id, role, "discussions"),
+            tabs=await self._tabs(classroom_id, role, "discussions"),
             values={"topic": visit.field("topic")})
         if error is not None:
             return self._form_error(visit, "discussions.html", error, **context)
@@ -160,7 +160,7 @@ class RoomPages(PageGroup):
             raise NotFound("no such discussion")
         context: dict[str, Any] = dict(
             classroom=access.classroom, role=role, room=room,
-            tabs=self._tabs(room.classroom_id, role, "discussions"),
+            tabs=await self._tabs(room.classroom_id, role, "discussions"),
             can_manage=may(role, Action.MANAGE_SESSION), live=None)
         if room.is_open:
             context["live"] = self._live_settings(visit, access.classroom, role, room, "chat")
@@ -187,7 +187,7 @@ class RoomPages(PageGroup):
         tab = "live" if room.kind == LIVE else "discussions"
         return self._page(
             visit, "stats.html", classroom=access.classroom, role=role, room=room,
-            tabs=self._tabs(room.classroom_id, role, tab),
+            tabs=await self._tabs(room.classroom_id, role, tab),
             live=self._live_settings(visit, access.classroom, role, room, "stats"))
 
     def _live_settings(self, visit: Visit, classroom: Classroom, role: Role,

@@ -147,3 +147,40 @@ async def test_private_target_resets_and_links_are_clickable(live_web: WebWorld,
                 assert "empty" in text_of(ada, "send-error")
 
             await run(private_once)
+
+
+async def test_waiting_student_is_taken_in_and_live_now_shows(live_web: WebWorld,
+                                                              tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        room = await class_with_student(live_web)
+        base = live_web.base_url
+        with chromium(tmp_path, "bob") as bob:
+            def waiting() -> None:
+                sign_in(bob, base, room.bob)
+                bob.get(f"{base}/classrooms")
+                assert not bob.find_elements(By.CSS_SELECTOR, ".badge-live")
+                bob.get(f"{base}/classrooms/{room.id}/live")
+                wait(bob, lambda d: text_of(d, "status") == "waiting for the session to start",
+                     "the Live tab to be waiting")
+
+            await trio.to_thread.run_sync(waiting)
+            async with live_web.api(room.ada) as api:
+                await api.post(f"/classrooms/{room.id}/sessions", json={"topic": "Week 2"})
+            started = trio.current_time()
+
+            def taken_in() -> None:
+                # No reload by hand: the page is told over its WebSocket and goes in.
+                wait(bob, lambda d: d.find_elements(By.ID, "composer")
+                     and text_of(d, "status") == "connected", "the live chat")
+                tab = bob.find_element(By.CSS_SELECTOR, "nav.tabs a[aria-current=page]")
+                assert "Live now" in tab.text
+                bob.get(f"{base}/classrooms")
+                badge = bob.find_element(By.CSS_SELECTOR, ".class-card .badge-live")
+                assert badge.text == "Live now"
+                assert badge.get_attribute("href").endswith(f"/classrooms/{room.id}/live")
+                bob.get(f"{base}/classrooms/{room.id}")
+                assert "Week 2 is running" in bob.find_element(By.CSS_SELECTOR, ".live-now").text
+
+            await trio.to_thread.run_sync(taken_in)
+            # Within a second or two, not a poll's 15 s (the page load included).
+            assert trio.current_time() - started < 8

@@ -1,5 +1,5 @@
 /* Classroom live pages: the chat of a live session or discussion, a coding room's results
- * table, and the "no session yet" page that reloads when one starts.
+ * table, and the "no session yet" page that reloads when the chat server says one started.
  *
  * No framework and no inline script (CSP script-src 'self'): the page hands its settings over
  * in data-* attributes of #live (mode, chat-url, room-id, user-id, role, ...). The browser sends
@@ -14,7 +14,7 @@
  * - the feed keeps at most MAX_MESSAGES entries (the oldest go first).
  *
  * Modes (data-mode): "chat" (a room's chat), "stats" (a coding room's results table) and
- * "wait" (no live session yet: reload when one starts).
+ * "wait" (no live session yet: reload when the chat server pushes `class/live` with one).
  */
 (function () {
   "use strict";
@@ -758,47 +758,29 @@
   // -- no session yet: wait for one -------------------------------------------------------
 
   function waitPage() {
-    // A session started from a page or the API reaches no WebSocket, so ask the API now and
-    // then (and at once when the tab comes back into view) and reload when one is open.
-    const POLL = 15000;
-    let timer = null;
-    let busy = false;
-
-    async function check() {
-      timer = null;
-      if (busy) return;
-      busy = true;
-      try {
-        const answer = await fetch("/api/v1/classrooms/" + classroomId + "/sessions",
-          { credentials: "same-origin", cache: "no-store" });
-        if (answer.ok) {
-          const body = await answer.json();
-          if ((body.sessions || []).some((s) => s.open)) {
+    // The chat server tells this page when the class's session starts (`class/watch`, then
+    // `class/live` pushed to it), whether it was started here, from the API or elsewhere.
+    let watchRef = null;
+    start({
+      opened: () => {
+        watchRef = send("class/watch", { classroom_id: classroomId });
+      },
+      closed: () => {},
+      frame: (frame) => {
+        const data = frame.data || {};
+        if (frame.event === "class/live" && data.classroom_id === classroomId) {
+          connected();
+          setStatus("ok", "waiting for the session to start");
+          if (data.room && data.room.open) {
+            stop("starting");
             location.reload();
-            return;
           }
+        } else if (frame.event === "error" && frame.ref === watchRef) {
+          if (data.code === "unavailable") reconnect();
+          else stop(sentence(data.message || "cannot wait for this class"));
         }
-      } catch (e) {
-        // Offline or the server is restarting: try again at the next tick.
-      } finally {
-        busy = false;
-      }
-      schedule();
-    }
-
-    function schedule() {
-      if (timer === null && !document.hidden) timer = setTimeout(check, POLL * (0.75 + Math.random() / 2));
-    }
-
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        clearTimeout(timer);
-        timer = null;
-      } else if (timer === null) {
-        check();
-      }
+      },
     });
-    schedule();
   }
 
   if (settings.mode === "chat") chatPage();

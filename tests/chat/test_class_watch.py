@@ -1,0 +1,43 @@
+"""`class/watch`: a page waiting on a class's Live tab is told when a session starts or ends,
+pushed by the chat server (`class/live`), whoever started it and from wherever."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.chat.harness import chat_world
+
+
+async def test_watchers_hear_a_session_start_and_end(db_url: str) -> None:
+    with trio.fail_after(20):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            eve = await world.person("eve")
+            classroom = await world.classroom(teacher, ann)
+            async with world.connect(ann) as a, world.connect(eve) as e:
+                now = await a.request("class/watch", {"classroom_id": classroom.id},
+                                      answer="class/live")
+                assert now["data"] == {"classroom_id": classroom.id, "room": None}
+                # Not a member: the class does not exist for her.
+                assert await e.refused("class/watch", {"classroom_id": classroom.id}) == \
+                    "not_found"
+                assert await a.refused("class/watch", {"classroom_id": "x"}) == "invalid"
+
+                # Started in this process (a page's form or the API): told at once.
+                room = await world.live_room(teacher, classroom)
+                started = await a.next("class/live")
+                assert started["data"]["room"]["id"] == room.id
+                assert started["data"]["room"]["open"] is True
+                await world.services.rooms.end(teacher.user, room.id)
+                ended = await a.next("class/live")
+                assert ended["data"]["room"] is None
+
+                # Started by another process (straight in the database here): found by the
+                # watch's own look at the database, within about a second.
+                other = await world.services.storage.create_room(
+                    classroom.id, "live", "", teacher.id, world.services.clock())
+                with trio.fail_after(5):
+                    elsewhere = await a.next("class/live")
+                assert elsewhere["data"]["room"]["id"] == other.id
+                assert not e.seen("class/live")
