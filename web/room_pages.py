@@ -43,6 +43,7 @@ class RoomPages(PageGroup):
             ("GET", "/classrooms/{id:int}/discussions", self.discussions, False),
             ("POST", "/classrooms/{id:int}/discussions", self.open_discussion, False),
             ("GET", "/discussions/{id:int}", self.discussion, False),
+            ("GET", "/sessions/{id:int}", self.session, False),
             ("GET", "/rooms/{id:int}/stats", self.room_stats, False),
             ("GET", "/roomstats/{id:int}", self.room_stats, False),
         ]
@@ -165,16 +166,35 @@ class RoomPages(PageGroup):
         if room.is_open:
             context["live"] = self._live_settings(visit, access.classroom, role, room, "chat")
         else:
-            after = query_int(visit.request, "after") or 0
-            events = await rooms.history(me, room.id, after=after, limit=HISTORY_PAGE)
-            roster = await rooms.members(access.room.classroom_id)
-            names = {user.id: user.display_name for user, _ in roster}
-            context.update(
-                transcript=[entry for e in events
-                            if (entry := _transcript_entry(e, names, me.id))],
-                after=after,
-                later=events[-1].seq if len(events) == HISTORY_PAGE else None)
+            context.update(await self._transcript(visit, room))
         return self._page(visit, "discussion.html", **context)
+
+    async def session(self, visit: Visit) -> Response:
+        """An ended live session's transcript (a running one is the Live tab)."""
+        access = await self._services.rooms.access(visit.me, int(visit.request.params["id"]))
+        room, role = access.room, access.role
+        if room.kind != LIVE:
+            raise NotFound("no such session")
+        if room.is_open:
+            return Response.redirect(f"/classrooms/{room.classroom_id}/live")
+        return self._page(
+            visit, "session.html", classroom=access.classroom, role=role, room=room,
+            tabs=await self._tabs(room.classroom_id, role, "sessions"),
+            **await self._transcript(visit, room))
+
+    async def _transcript(self, visit: Visit, room: Room) -> dict[str, Any]:
+        """An ended room's transcript as the reader may see it (public messages and their
+        own private ones), in pages of HISTORY_PAGE events (`?after=SEQ`)."""
+        me = visit.me
+        rooms = self._services.rooms
+        after = query_int(visit.request, "after") or 0
+        events = await rooms.history(me, room.id, after=after, limit=HISTORY_PAGE)
+        roster = await rooms.members(room.classroom_id)
+        names = {user.id: user.display_name for user, _ in roster}
+        return dict(
+            transcript=[entry for e in events if (entry := _transcript_entry(e, names, me.id))],
+            after=after,
+            later=events[-1].seq if len(events) == HISTORY_PAGE else None)
 
     # -- a coding room's results, and what live.js is told ------------------------------
 
@@ -220,6 +240,7 @@ def _transcript_entry(event: RoomEvent, names: Mapping[int, str], viewer_id: int
         "event": event.event,
         "author": sender.get("name", "?"),
         "author_id": event.sender_id,
+        "mine": event.sender_id == viewer_id,
         "text": data.get("text") or data.get("message", ""),
         "at": event.created_at,
         "private": recipient is not None,

@@ -18,7 +18,7 @@ import trio
 from selenium.webdriver.common.by import By
 
 from tests.web.harness import WebWorld
-from tests.web.live_peer import api_user
+from tests.web.live_peer import api_user, live_peer
 from tests.web.test_live_browser import (
     chromium,
     open_live,
@@ -184,3 +184,46 @@ async def test_waiting_student_is_taken_in_and_live_now_shows(live_web: WebWorld
             await trio.to_thread.run_sync(taken_in)
             # Within a second or two, not a poll's 15 s (the page load included).
             assert trio.current_time() - started < 8
+
+
+async def test_an_ended_session_is_readable_from_sessions(live_web: WebWorld,
+                                                          tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        room = await class_with_student(live_web)
+        carl = await api_user(live_web, "carl", "Carl C")
+        async with live_web.api(room.ada) as api, live_web.api(carl) as carl_api:
+            await carl_api.post("/classrooms/join", json={"code": room.code})
+            carl_id = (await carl_api.get("/me")).json()["user"]["id"]
+            session = (await api.post(f"/classrooms/{room.id}/sessions",
+                                      json={"topic": "Routing"})).json()["room"]
+        rid = session["id"]
+        async with live_peer(live_web, room.ada) as ada, live_peer(live_web, room.bob) as bob, \
+                live_peer(live_web, carl) as carl_peer:
+            for peer in (ada, bob, carl_peer):
+                await peer.join(rid)
+            await ada.say(rid, "welcome, see https://example.com/notes")
+            await bob.say(rid, "bob asks privately", event="message/to_mentor")
+            await carl_peer.say(rid, "carl asks privately", event="message/to_mentor")
+            await ada.say(rid, "answer for bob", event="message/to_client",
+                          user_id=room.bob_id)
+            await ada.say(rid, "answer for carl", event="message/to_client", user_id=carl_id)
+            await ada.request("room/close", {"room_id": rid})
+        base = live_web.base_url
+        with chromium(tmp_path, "bob") as driver:
+            def reread() -> None:
+                sign_in(driver, base, room.bob)
+                driver.get(f"{base}/classrooms/{room.id}/sessions")
+                driver.find_element(By.CSS_SELECTOR, f"#session-{rid} a[href='/sessions/{rid}']"
+                                    ).click()
+                wait(driver, lambda d: d.current_url.endswith(f"/sessions/{rid}"),
+                     "the transcript page")
+                texts = [e.text for e in driver.find_elements(
+                    By.CSS_SELECTOR, "#messages .message-text")]
+                assert texts == ["welcome, see https://example.com/notes",
+                                 "bob asks privately", "answer for bob"]
+                link = driver.find_element(By.CSS_SELECTOR, "#messages .message-text a")
+                assert link.get_attribute("href") == "https://example.com/notes"
+                notes = driver.find_elements(By.CSS_SELECTOR, "#messages .note")
+                assert [n.text for n in notes] == ["The instructor ended this session."]
+
+            await trio.to_thread.run_sync(reread)
