@@ -26,6 +26,7 @@ from classroom import Services, User
 from classroom.accounts import SESSION_COOKIE
 from classroom.errors import ClassroomError
 from protocol import parse_cookie_header
+from protocol.addresses import ConnectionCounts, address_key
 from protocol.envelope import EnvelopeError, parse_envelope
 
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
@@ -47,6 +48,16 @@ EVENT_TIMEOUT: Final = 20.0
 CLOSE_TIMEOUT: Final = 3.0
 SHUTDOWN_GRACE: Final = 3.0
 MAX_CONNECTIONS: Final = 10_000
+# One client address (an IPv6 /64) may hold this many connections, handshakes included: a
+# class behind one school NAT fits, one machine cannot take the whole listener. Behind a proxy
+# every client has the proxy's address: raise it to MAX_CONNECTIONS there.
+MAX_CONNECTIONS_PER_ADDRESS: Final = 256
+# One user: a few tabs and a terminal, not hundreds of sockets.
+MAX_CONNECTIONS_PER_USER: Final = 16
+# Refusing over the per-address cap gets an HTTP answer within this long; beyond this many
+# such refusals at once (a flood), connections are closed without one.
+REFUSE_TIMEOUT: Final = 2.0
+MAX_REFUSING: Final = 100
 
 
 def _peer(stream: trio.SocketStream) -> str:
@@ -57,14 +68,27 @@ def _peer(stream: trio.SocketStream) -> str:
     return f"{host}:{port}"
 
 
+def _address_of(stream: trio.SocketStream) -> str:
+    try:
+        host = stream.socket.getpeername()[0]
+    except OSError:
+        return ""
+    return address_key(str(host))
+
+
 class ChatServer:
     def __init__(self, services: Services, *, server_name: str | None = None,
                  outbox_frames: int = MAX_QUEUED_FRAMES,
                  outbox_bytes: int = MAX_QUEUED_BYTES,
                  ping_interval: float = PING_INTERVAL,
                  ping_timeout: float = PING_TIMEOUT,
-                 relay_interval: float = SYNC_INTERVAL) -> None:
+                 relay_interval: float = SYNC_INTERVAL,
+                 max_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
+                 max_per_user: int = MAX_CONNECTIONS_PER_USER) -> None:
         self._services = services
+        self._per_address: ConnectionCounts[str] = ConnectionCounts(max_per_address)
+        self._per_user: ConnectionCounts[int] = ConnectionCounts(max_per_user)
+        self._refusing = 0
         # Seconds between looks at the database for other servers' events (short in tests).
         self._relay_interval = relay_interval
         # Seconds between pings of a connection, and how long its pong may take (short in
@@ -96,7 +120,7 @@ class ChatServer:
 
             async def listen(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with listener:
-                    await trio.serve_tcp(self._connection, port, host=host,
+                    await trio.serve_tcp(self._counted_connection, port, host=host,
                                          handler_nursery=connections, task_status=task_status)
 
             listeners = await connections.start(listen)
@@ -121,6 +145,31 @@ class ChatServer:
 
     # -- one connection ------------------------------------------------------------------
 
+    async def _counted_connection(self, stream: trio.SocketStream) -> None:
+        """`_connection` within the per-address cap; over it, a 503 handshake answer."""
+        address = _address_of(stream)
+        if self._per_address.acquire(address):
+            try:
+                await self._connection(stream)
+            finally:
+                self._per_address.release(address)
+            return
+        async with stream:
+            if self._refusing >= MAX_REFUSING:
+                return
+            self._refusing += 1
+            try:
+                with trio.move_on_after(REFUSE_TIMEOUT):
+                    async with trio.open_nursery() as websocket_tasks:
+                        request = await wrap_server_stream(websocket_tasks, stream)
+                        await request.reject(503, body=b"too many connections from your "
+                                                       b"address; try again soon")
+                        websocket_tasks.cancel_scope.cancel()
+            except Exception as exc:
+                log.debug("refusing %s: %r", _peer(stream), exc)
+            finally:
+                self._refusing -= 1
+
     async def _connection(self, stream: trio.SocketStream) -> None:
         """One TCP connection, from WebSocket handshake to close. Whatever goes wrong in it,
         trio-websocket's own reader task included (it can raise on a ping that crosses our
@@ -144,6 +193,15 @@ class ChatServer:
         user = await self._admit(request)
         if user is None:
             return
+        if not self._per_user.acquire(user.id):
+            await request.reject(429, body=b"too many connections for this user; close one")
+            return
+        try:
+            await self._serve(request, user)
+        finally:
+            self._per_user.release(user.id)
+
+    async def _serve(self, request: WebSocketRequest, user: User) -> None:
         ws = await request.accept()
         frames, size = self._outbox_limits
         client = Client(user=user, outbox=Outbox(max_frames=frames, max_bytes=size))

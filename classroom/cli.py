@@ -13,7 +13,7 @@ import trio
 
 from storage import StorageError
 
-from .config import DEFAULT_CHAT, DEFAULT_DB, DEFAULT_HTTP, Config, parse_address
+from .config import DEFAULT_CHAT, DEFAULT_DB, DEFAULT_HTTP, Config, parse_address, parse_cap
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--secure-cookies", action="store_true", default=None,
                        help="mark cookies Secure (behind https; env CLASSROOM_SECURE_COOKIES)")
     serve.add_argument("--server-name", help="this chat server's name in the database")
+    serve.add_argument("--http-per-address", metavar="N", type=parse_cap,
+                       help="HTTP connections one client address may hold (default 100 of "
+                            "1000; env CLASSROOM_HTTP_PER_ADDRESS)")
+    serve.add_argument("--chat-per-address", metavar="N", type=parse_cap,
+                       help="WebSocket connections one client address may hold (default 256"
+                            " of 10000; env CLASSROOM_CHAT_PER_ADDRESS)")
+    serve.add_argument("--chat-per-user", metavar="N", type=parse_cap,
+                       help="WebSocket connections one user may hold (default 16; env "
+                            "CLASSROOM_CHAT_PER_USER)")
     _db_option(serve)
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -96,6 +105,8 @@ def _config(args: argparse.Namespace) -> Config:
             chat=None if args.chat is None else parse_address(args.chat),
             chat_url=args.chat_url, site_url=args.site_url,
             secure_cookies=args.secure_cookies, server_name=args.server_name,
+            http_per_address=args.http_per_address, chat_per_address=args.chat_per_address,
+            chat_per_user=args.chat_per_user,
         )
     config = Config.from_env(os.environ, **overrides)
     if args.command == "serve":

@@ -22,6 +22,9 @@ ENV_CHAT_URL: Final = "CLASSROOM_CHAT_URL"
 ENV_SITE_URL: Final = "CLASSROOM_SITE_URL"
 ENV_SECURE_COOKIES: Final = "CLASSROOM_SECURE_COOKIES"
 ENV_SERVER_NAME: Final = "CLASSROOM_SERVER_NAME"
+ENV_HTTP_PER_ADDRESS: Final = "CLASSROOM_HTTP_PER_ADDRESS"
+ENV_CHAT_PER_ADDRESS: Final = "CLASSROOM_CHAT_PER_ADDRESS"
+ENV_CHAT_PER_USER: Final = "CLASSROOM_CHAT_PER_USER"
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -30,6 +33,13 @@ def parse_address(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parse_cap(value: str) -> int:
+    """A connection cap: a whole number >= 1."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"expected a whole number of connections >= 1, got {value!r}")
+    return int(value)
 
 
 def _check_db_url(config: object, attribute: object, url: str) -> None:
@@ -49,6 +59,12 @@ class Config:
     secure_cookies: bool = False
     # Names this process in rooms.chat_server; default: the chat address.
     server_name: str | None = None
+    # Connection caps per client address (HTTP, chat) and per user (chat); None: the
+    # listener's default (protocol.HTTPLimits, chat.server). Behind a proxy every client has
+    # the proxy's address: raise the per-address caps to the totals there.
+    http_per_address: int | None = None
+    chat_per_address: int | None = None
+    chat_per_user: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: object) -> Config:
@@ -67,5 +83,10 @@ class Config:
             values["secure_cookies"] = env[ENV_SECURE_COOKIES].lower() in {"1", "true", "yes"}
         if ENV_SERVER_NAME in env:
             values["server_name"] = env[ENV_SERVER_NAME]
+        for key, name in (("http_per_address", ENV_HTTP_PER_ADDRESS),
+                          ("chat_per_address", ENV_CHAT_PER_ADDRESS),
+                          ("chat_per_user", ENV_CHAT_PER_USER)):
+            if name in env:
+                values[key] = parse_cap(env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
+import attrs
 import trio
 
 from storage import StorageUnavailable, open_storage
@@ -83,18 +84,24 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         from chat import ChatServer
 
         host, port = config.chat
-        chat_server = ChatServer(services, server_name=config.server_name)
+        caps = {"max_per_address": config.chat_per_address,
+                "max_per_user": config.chat_per_user}
+        chat_server = ChatServer(services, server_name=config.server_name,
+                                 **{k: v for k, v in caps.items() if v is not None})
         ports["chat"] = await nursery.start(chat_server.serve, host, port)
         chat_url = chat_url or f"ws://{_url_host(host)}:{ports['chat']}/ws"
         stoppers.append(chat_server.begin_shutdown)
         print(f"classroom: chat on {chat_url}", flush=True)
     if config.http is not None:
-        from protocol import HTTPServer
+        from protocol import HTTPLimits, HTTPServer
         from web import Site
 
         host, port = config.http
         site = Site(services, chat_url=chat_url, secure_cookies=config.secure_cookies)
-        http_server = HTTPServer(site.handler, error_page=site.error_page)
+        limits = HTTPLimits()
+        if config.http_per_address is not None:
+            limits = attrs.evolve(limits, max_connections_per_address=config.http_per_address)
+        http_server = HTTPServer(site.handler, error_page=site.error_page, limits=limits)
         ports["http"] = await nursery.start(http_server.serve, host, port)
         stoppers.append(http_server.begin_shutdown)
         print(f"classroom: HTTP on http://{_url_host(host)}:{ports['http']}/", flush=True)

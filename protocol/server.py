@@ -32,6 +32,7 @@ import attrs
 import h11
 import trio
 
+from .addresses import ConnectionCounts, address_key
 from .errors import HTTPError
 from .messages import Handler, Request, Response
 from .wire import (
@@ -76,8 +77,13 @@ class HTTPLimits:
     Over max_header_bytes: 431; over max_body_bytes: 413; head or body not received within
     header_timeout / body_timeout: 408 and close; idle between requests for
     keepalive_timeout: quiet close; handler slower than handler_timeout: 503; a connection
-    over max_connections: 503 and close; a client not reading its response within
+    over max_connections in all, or over max_connections_per_address from one client address
+    (an IPv6 client's /64), gets 503 and close; a client not reading its response within
     send_timeout: dropped.
+
+    The per-address cap is what keeps one client holding idle or half-sent connections from
+    locking everyone else out; behind a proxy every client has the proxy's address, so there
+    set it as high as max_connections.
     """
 
     max_header_bytes: int = attrs.field(default=16 * 1024, validator=_positive)
@@ -87,6 +93,7 @@ class HTTPLimits:
     keepalive_timeout: float = attrs.field(default=30.0, validator=_positive)
     handler_timeout: float = attrs.field(default=30.0, validator=_positive)
     max_connections: int = attrs.field(default=1000, validator=_positive)
+    max_connections_per_address: int = attrs.field(default=100, validator=_positive)
     shutdown_grace: float = attrs.field(default=5.0, validator=_positive)
     send_timeout: float = attrs.field(default=30.0, validator=_positive)
 
@@ -146,6 +153,8 @@ class HTTPServer:
         self.error_page = error_page or default_error_page
         self.server_header = server_header
         self._connections: set[_Connection] = set()
+        self._per_address: ConnectionCounts[str] = ConnectionCounts(
+            limits.max_connections_per_address)
         self._rejecting = 0
         self._shutdown = trio.Event()
         self._drained = trio.Event()
@@ -208,11 +217,16 @@ class HTTPServer:
                 logger.warning("accept failed (%s); retrying", exc)
                 await trio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
+            peer = _peer(stream)
+            address = address_key(peer[0]) if peer is not None else ""
             if len(self._connections) >= self.limits.max_connections:
-                nursery.start_soon(self._reject, stream)
+                nursery.start_soon(self._reject, stream, "max_connections")
+                continue
+            if not self._per_address.acquire(address):
+                nursery.start_soon(self._reject, stream, "max_connections_per_address")
                 continue
             # Counted before the task starts, so a burst of accepts sees the true number.
-            connection = _Connection(self, stream)
+            connection = _Connection(self, stream, address)
             self._connections.add(connection)
             nursery.start_soon(self._run, connection)
 
@@ -228,11 +242,13 @@ class HTTPServer:
             logger.exception("connection from %s failed", connection.client)
         finally:
             self._connections.discard(connection)
+            self._per_address.release(connection.address)
             if self._shutdown.is_set() and not self._connections:
                 self._drained.set()
 
-    async def _reject(self, stream: trio.SocketStream) -> None:
-        """Answer 503 without reading the request and close: we are at max_connections."""
+    async def _reject(self, stream: trio.SocketStream, cap: str) -> None:
+        """Answer 503 without reading the request and close: we are at `cap`
+        (max_connections or max_connections_per_address)."""
         async with stream:
             if self._rejecting >= MAX_REJECTING:
                 return
@@ -250,7 +266,7 @@ class HTTPServer:
                     state.send(message) or b""
                     for message in (event, h11.Data(data=body), h11.EndOfMessage())
                 )
-                access_logger.debug("%s - rejected 503 (max_connections)", _peer(stream))
+                access_logger.debug("%s - rejected 503 (%s)", _peer(stream), cap)
                 with trio.move_on_after(REJECT_SECONDS):
                     await stream.send_all(data)
                     await _linger(stream)
@@ -275,11 +291,13 @@ def _render_error(server: HTTPServer, request: Request | None, error: HTTPError)
 class _Connection:
     """One client connection: its stream, its h11 state machine, its request cycle."""
 
-    def __init__(self, server: HTTPServer, stream: trio.SocketStream) -> None:
+    def __init__(self, server: HTTPServer, stream: trio.SocketStream, address: str) -> None:
         self.server = server
         self.limits = server.limits
         self.stream = stream
         self.client = _peer(stream)
+        # What this connection is counted under in the server's per-address cap.
+        self.address = address
         self.h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes
         )

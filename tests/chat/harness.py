@@ -201,12 +201,13 @@ class ChatWorld:
                 nursery.cancel_scope.cancel()
 
     async def handshake_status(self, person: Person | None, *, auth: str = "bearer",
-                               origin: str | None = None, path: str = "/ws") -> int:
+                               origin: str | None = None, path: str = "/ws",
+                               source: str = "127.0.0.1") -> int:
         """101 when the server accepts the WebSocket, else the HTTP status it refused with;
-        0 when nothing listens. (On our own stream: trio-websocket's client leaves a refused
-        one's socket open.)"""
+        0 when nothing listens. `source`: the client's address (any 127.x is this host).
+        (On our own stream: trio-websocket's client leaves a refused one's socket open.)"""
         try:
-            stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+            stream = await tcp_from(source, self.port)
         except OSError:
             return 0
         status = 101
@@ -224,6 +225,18 @@ class ChatWorld:
         finally:
             await stream.aclose()
         return status
+
+
+async def tcp_from(source: str, port: int) -> trio.SocketStream:
+    """A TCP connection to 127.0.0.1:`port` from `source` (any 127.x address is this host)."""
+    sock = trio.socket.socket()
+    try:
+        await sock.bind((source, 0))
+        await sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 class Peer:

@@ -509,3 +509,45 @@ async def test_content_length_with_transfer_encoding_is_400_and_closes() -> None
             assert [a.status for a in answers] == [400]
             assert answers[0].headers["connection"] == "close"
             assert b"Content-Length and Transfer-Encoding" in answers[0].body
+
+
+async def connect_from(source: str, port: int) -> trio.SocketStream:
+    """A TCP connection to the server from `source` (any 127.x address is this host)."""
+    sock = trio.socket.socket()
+    await sock.bind((source, 0))
+    await sock.connect(("127.0.0.1", port))
+    return trio.SocketStream(sock)
+
+
+async def test_one_address_holding_its_cap_does_not_lock_out_others() -> None:
+    with trio.fail_after(10):
+        async with serving(max_connections=20, max_connections_per_address=5) as (_, port):
+            held = []
+            for n in range(5):  # idle and half-sent connections, the slowloris way
+                stream = await connect_from("127.0.0.2", port)
+                if n % 2:
+                    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                held.append(stream)
+            await trio.sleep(0.1)  # let the server accept them all
+            # A sixth from the same address is refused at once; the others are served.
+            async with await connect_from("127.0.0.2", port) as sixth:
+                await sixth.send_all(GET)
+                (answer,) = parse(await receive_all(sixth))
+                assert answer.status == 503 and answer.headers["connection"] == "close"
+            for source in ("127.0.0.1", "127.0.0.3"):
+                async with await connect_from(source, port) as other:
+                    await other.send_all(GET_CLOSE)
+                    assert parse(await receive_all(other))[0].status == 200
+            # A closed connection frees its slot for its address.
+            await held.pop().aclose()
+            statuses = []
+            for _ in range(100):
+                async with await connect_from("127.0.0.2", port) as again:
+                    await again.send_all(GET_CLOSE)
+                    statuses.append(parse(await receive_all(again))[0].status)
+                if statuses[-1] == 200:
+                    break
+                await trio.sleep(0.01)
+            assert statuses[-1] == 200
+            for stream in held:
+                await stream.aclose()
