@@ -179,7 +179,11 @@ async def test_live_js_chats_resumes_and_stops(live_web: WebWorld, tmp_path: Pat
                 assert "removed you" in text_of(bob, "banner")
                 assert text_of(bob, "status") == "removed"
                 assert not bob.find_element(By.ID, "send-button").is_enabled()
-                ada.find_element(By.ID, "end-button").click()
+                end = ada.find_element(By.ID, "end-button")
+                # The lab panel below the chat makes the page scroll: keep the button clear
+                # of the sticky top bar.
+                ada.execute_script("arguments[0].scrollIntoView({block: 'center'})", end)
+                end.click()
                 ada.find_element(By.ID, "end-yes").click()
                 wait(ada, lambda d: d.find_element(By.ID, "banner").is_displayed(), "banner")
                 assert "ended this session" in text_of(ada, "banner")

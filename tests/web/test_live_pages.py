@@ -17,6 +17,8 @@ from tests.web.test_security import CSP
 SCRIPT = "<script>alert(1)</script>"
 SITE_JS = '<script src="/static/site.js" defer></script>'
 LIVE_JS = '<script src="/static/live.js" defer></script>'
+LAB_JS = ('<script src="/static/highlight.min.js" defer></script>',
+          '<script src="/static/lab.js" defer></script>')
 # Every id live.js and the browser tests rely on.
 ROOM_IDS = ("live", "status", "banner", "messages", "message-input", "send-button", "members",
             "composer", "send-error", "online-count")
@@ -34,8 +36,9 @@ def assert_no_inline_script(page: str) -> None:
     """CSP allows scripts from /static only: every <script> is site.js or live.js by src,
     and no element carries an inline handler or a javascript: URL."""
     for tag in re.findall(r"<script\b[^>]*>.*?</script>", page, flags=re.S | re.I):
-        assert tag in (SITE_JS, LIVE_JS), tag
-    assert page.lower().count("<script") == page.count(LIVE_JS) + page.count(SITE_JS)
+        assert tag in (SITE_JS, LIVE_JS, *LAB_JS), tag
+    assert page.lower().count("<script") == sum(page.count(tag) for tag in (
+        SITE_JS, LIVE_JS, *LAB_JS))
     assert not re.search(r"\son[a-z]+\s*=", page, flags=re.I)
     assert "javascript:" not in page.lower()
 
@@ -121,7 +124,7 @@ async def test_live_pages_for_each_role(live_web: WebWorld) -> None:
                 shown = await ada.get(stats)
                 assert shown.status_code == 200
                 assert data_attributes(shown.text)["mode"] == "stats"
-                assert 'id="stats-table"' in shown.text and 'id="status"' in shown.text
+                assert 'id="lab-grid"' in shown.text and 'id="status"' in shown.text
                 assert_no_inline_script(shown.text)
                 assert (await bob.get(stats)).status_code == 403
                 assert (await eve.get(stats)).status_code == 404

@@ -158,15 +158,24 @@
       } catch (e) {
         return;
       }
-      if (frame && typeof frame.event === "string") conn.handlers.frame(frame);
+      if (frame && typeof frame.event === "string") {
+        conn.handlers.frame(frame);
+        hooks.forEach((hook) => hook(frame));
+      }
     };
     ws.onclose = () => {
       if (conn.ws !== ws) return;
       conn.ws = null;
       conn.handlers.closed();
+      hooks.forEach((hook) => hook({ event: "connection/closed", data: {} }));
       retryLater();
     };
   }
+
+  // The lab panel (static/lab.js) rides on this connection: it hears every frame after the
+  // page has, and sends through `send` (null when not connected).
+  const hooks = [];
+  window.classroomLive = { listen: (hook) => hooks.push(hook), send: (event, data) => send(event, data) };
 
   function retryLater() {
     if (conn.stopped) return;
@@ -613,8 +622,10 @@
             markTarget();
           }
           pending.delete(frame.ref);
-        }
-        showSendError(text);
+          showSendError(text);
+        } else if (frame.ref === undefined) {
+          showSendError(text);
+        } // else: an answer to the lab panel (lab.js), which shows it itself
       },
       other: (frame, data) => {
         if (frame.event === "ack") pending.delete(frame.ref);
@@ -632,126 +643,14 @@
     }));
   }
 
-  // -- the results table of a coding room ---------------------------------------------------
+  // -- the results page of a coding room: lab.js draws the grid; this only keeps the room joined
 
   function statsPage() {
-    const table = $("stats-table");
-    let steps = [];
-    let students = new Map(); // user id -> {user_id, name, online, statuses, signal}
-    let drawPending = false;
-    let askPending = false;
-    const LABELS = {
-      NONE: "—", IN_PROGRESS: "in progress", HELP: "help", DONE: "done",
-      ACCEPTED: "accepted", REJECTED: "rejected",
-    };
-
-    function askTable() {
-      // Coalesced: a burst of new-student or new-steps events asks once.
-      if (askPending) return;
-      askPending = true;
-      setTimeout(() => {
-        askPending = false;
-        send("steps/table", { room_id: roomId });
-      }, 200);
-    }
-
-    function draw() {
-      if (drawPending) return;
-      drawPending = true;
-      requestAnimationFrame(() => {
-        drawPending = false;
-        render();
-      });
-    }
-
-    function pill(status) {
-      const value = LABELS[status] ? status : "NONE";
-      const span = el("span", "pill st-" + value, LABELS[value]);
-      return span;
-    }
-
-    function render() {
-      const headRow = el("tr");
-      headRow.append(el("th", "", "Student"), el("th", "", "Signal"));
-      steps.forEach((name, index) => {
-        const th = el("th", "step-head", (index + 1) + ". " + name);
-        th.title = name;
-        headRow.append(th);
-      });
-      headRow.querySelectorAll("th").forEach((th) => { th.scope = "col"; });
-      const body = [];
-      const rows = Array.from(students.values()).sort((a, b) => a.name.localeCompare(b.name));
-      for (const student of rows) {
-        const tr = el("tr", student.online ? "online" : "");
-        tr.dataset.userId = String(student.user_id);
-        const who = el("th", "student-cell");
-        who.scope = "row";
-        const name = el("span", "who-cell");
-        name.append(el("span", "dot"), el("span", "", student.name));
-        who.append(name);
-        const signal = el("td", "signal-cell");
-        signal.append(pill(student.signal));
-        tr.append(who, signal);
-        steps.forEach((_, index) => {
-          const td = el("td", "");
-          td.dataset.step = String(index);
-          td.append(pill(student.statuses[index] || "NONE"));
-          tr.append(td);
-        });
-        body.push(tr);
-      }
-      if (!rows.length) {
-        const td = el("td", "muted", "No students in this class yet.");
-        td.colSpan = 2 + steps.length;
-        const tr = el("tr");
-        tr.append(td);
-        body.push(tr);
-      }
-      const thead = el("thead");
-      thead.append(headRow);
-      const tbody = el("tbody");
-      tbody.append(...body);
-      const caption = table.querySelector("caption");
-      table.replaceChildren(...(caption ? [caption] : []), thead, tbody);
-      if (!steps.length) table.classList.add("no-steps");
-      else table.classList.remove("no-steps");
-    }
-
-    function update(userId, change) {
-      const student = students.get(userId);
-      if (!student) {
-        askTable();
-        return;
-      }
-      change(student);
-      draw();
-    }
-
     start(roomHandlers({
-      joined: () => send("steps/table", { room_id: roomId }),
-      presence: (data) => update(data.user_id, (s) => { s.online = Boolean(data.online); }),
-      stored: (frame, data) => {
-        const from = (data.from || {}).id;
-        if (frame.event === "steps/status/to_mentor") {
-          update(from, (s) => { s.statuses[data.step] = data.status; });
-        } else if (frame.event === "steps/status/to_client") {
-          update(data.user_id, (s) => { s.statuses[data.step] = data.status; });
-        } else if (frame.event === "signal") {
-          update(from, (s) => { s.signal = data.value; });
-        } else if (frame.event === "steps/all") {
-          askTable();
-        }
-      },
+      joined: () => {},
+      presence: () => {},
+      stored: () => {},
       error: (frame, data) => showBanner(sentence(data.message || "the server refused that")),
-      other: (frame, data) => {
-        if (frame.event !== "steps/table" || data.room_id !== roomId) return;
-        steps = (data.steps || []).map(String);
-        students = new Map((data.students || []).map((s) => [s.user_id, {
-          user_id: s.user_id, name: String(s.name), online: Boolean(s.online),
-          statuses: Array.isArray(s.statuses) ? s.statuses.slice() : [], signal: s.signal,
-        }]));
-        render();
-      },
     }));
   }
 
