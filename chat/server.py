@@ -34,6 +34,7 @@ from .handlers import Dispatcher
 from .hub import RoomHub
 from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
 from .relay import SYNC_INTERVAL
+from .sessions import CHECK_INTERVAL, SessionWatch
 
 log = logging.getLogger("chat.server")
 
@@ -84,8 +85,11 @@ class ChatServer:
                  ping_timeout: float = PING_TIMEOUT,
                  relay_interval: float = SYNC_INTERVAL,
                  max_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
-                 max_per_user: int = MAX_CONNECTIONS_PER_USER) -> None:
+                 max_per_user: int = MAX_CONNECTIONS_PER_USER,
+                 session_interval: float = CHECK_INTERVAL) -> None:
         self._services = services
+        # Closes connections whose sign-in ended (logout, expiry, password change).
+        self._session_watch = SessionWatch(services, interval=session_interval)
         self._per_address: ConnectionCounts[str] = ConnectionCounts(max_per_address)
         self._per_user: ConnectionCounts[int] = ConnectionCounts(max_per_user)
         self._refusing = 0
@@ -130,6 +134,7 @@ class ChatServer:
             connections.start_soon(lambda: self._hub.follow_database(
                 interval=self._relay_interval))
             connections.start_soon(self._hub.watch.follow)
+            connections.start_soon(self._session_watch.run)
             task_status.started(bound)
             await self._shutdown.wait()
             listener.cancel()
@@ -190,18 +195,19 @@ class ChatServer:
                 await stream.aclose()
 
     async def _handle(self, request: WebSocketRequest) -> None:
-        user = await self._admit(request)
-        if user is None:
+        admitted = await self._admit(request)
+        if admitted is None:
             return
+        user, token = admitted
         if not self._per_user.acquire(user.id):
             await request.reject(429, body=b"too many connections for this user; close one")
             return
         try:
-            await self._serve(request, user)
+            await self._serve(request, user, token)
         finally:
             self._per_user.release(user.id)
 
-    async def _serve(self, request: WebSocketRequest, user: User) -> None:
+    async def _serve(self, request: WebSocketRequest, user: User, token: str) -> None:
         ws = await request.accept()
         frames, size = self._outbox_limits
         client = Client(user=user, outbox=Outbox(max_frames=frames, max_bytes=size))
@@ -209,6 +215,7 @@ class ChatServer:
         connection: Any = ws
         connection._stream = OutboxStream(connection._stream, client.outbox)
         self._clients.add(client)
+        self._session_watch.watch(client, token)
         self._hub.connected(client)
         try:
             with client.scope:
@@ -226,10 +233,12 @@ class ChatServer:
                 # Only now: shutdown cancels the connection tasks once all are gone, and
                 # the closing handshake above needs trio-websocket's reader task.
                 self._clients.discard(client)
+                self._session_watch.forget(client)
                 if self._shutdown.is_set() and not self._clients:
                     self._all_gone.set()
 
-    async def _admit(self, request: WebSocketRequest) -> User | None:
+    async def _admit(self, request: WebSocketRequest) -> tuple[User, str] | None:
+        """The user and their session token, or None once the handshake was refused."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in request.headers}
         path = request.path.split("?", 1)[0]
@@ -254,10 +263,10 @@ class ChatServer:
         except ClassroomError:
             await request.reject(503, body=b"the database is unavailable; retry shortly")
             return None
-        if user is None:
+        if user is None or token is None:
             await request.reject(401, body=b"sign in first")
             return None
-        return user
+        return user, token
 
     async def _read(self, client: Client, ws: WebSocketConnection) -> None:
         while True:

@@ -5,12 +5,15 @@
 - Unknown user and wrong password answer the same, and take the same time (a dummy hash is
   checked for unknown users).
 - A session token is 256 random bits handed to the client once; only its SHA-256 is stored.
+- Logout, expiry and a password change end sign-ins; live connections ask `ended_sessions`
+  (one query for all of them) and are told at once through `on_sessions_ended` in-process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Final
 
@@ -64,10 +67,41 @@ class SignedIn:
     token: str  # give to the client; never stored
 
 
+SIGNED_OUT: Final = "signed out"
+SESSION_EXPIRED: Final = "session expired"
+
+
 class Accounts:
     def __init__(self, storage: Storage, *, clock: Clock = utcnow) -> None:
         self._storage = storage
         self._now = clock
+        self._ended_listeners: list[Callable[[], None]] = []
+
+    def on_sessions_ended(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (synchronously, from the trio thread) whenever this process ends
+        a sign-in: logout or a password change. Other processes learn it from the database."""
+        self._ended_listeners.append(listener)
+
+    def _sessions_ended(self) -> None:
+        for listener in self._ended_listeners:
+            listener()
+
+    @staticmethod
+    def session_key(token: str) -> str:
+        """What a sign-in is known by in `ended_sessions` (its stored hash)."""
+        return hash_token(token)
+
+    @translate_storage_errors
+    async def ended_sessions(self, keys: Collection[str]) -> dict[str, str]:
+        """Which of these sign-ins (session_key values) have ended, each with why:
+        SIGNED_OUT (logout, password change) or SESSION_EXPIRED."""
+        if not keys:
+            return {}
+        expiries = await self._storage.session_expiries(sorted(keys))
+        now = self._now()
+        ended = {key: SIGNED_OUT for key in keys if key not in expiries}
+        ended.update({key: SESSION_EXPIRED for key, at in expiries.items() if at <= now})
+        return ended
 
     @translate_storage_errors
     async def sign_up(self, username: str, display_name: str, password: str,
@@ -128,6 +162,29 @@ class Accounts:
     async def log_out(self, token: str | None) -> None:
         if token and len(token) <= 128:
             await self._storage.delete_auth_session(hash_token(token))
+            self._sessions_ended()
+
+    @translate_storage_errors
+    async def change_password(self, user: User, token: str | None, current: str,
+                              new: str, confirm: str | None = None) -> None:
+        """Set a new password; every other sign-in of the user ends (their live connections
+        too), the one of `token` stays. Invalid for a wrong current password (counted
+        and throttled like a failed login), Invalid for an unacceptable new one."""
+        keys = (f"user:{user.username}",)
+        since = self._now() - FAILURE_WINDOW
+        if await self._storage.count_login_failures(keys[0], since) >= MAX_FAILURES_PER_ACCOUNT:
+            raise Throttled("too many wrong passwords; try again later",
+                            retry_after=int(FAILURE_WINDOW.total_seconds()))
+        limits.password(new)
+        if confirm is not None and confirm != new:
+            raise Invalid("the two new passwords differ")
+        found = await self._storage.get_password_hash(user.username)
+        if found is None or not await _verify(found[1], current[: limits.PASSWORD_MAX + 1]):
+            await self._storage.record_login_failure(keys, self._now())
+            raise Invalid("the current password is wrong")
+        keep = hash_token(token) if token and len(token) <= 128 else None
+        await self._storage.change_password(user.id, await _hash(new), keep)
+        self._sessions_ended()
 
     @translate_storage_errors
     async def forget_expired(self) -> None:

@@ -34,6 +34,8 @@ _CLASSROOM_COLUMNS: Final = (
 _ROOM_COLUMNS: Final = (
     "id, classroom_id, kind, topic, created_by, created_at, ended_at, chat_server, last_seq"
 )
+# Values per `IN (...)` list: well under both databases' placeholder limits.
+_IN_LIST_PAGE: Final = 500
 _EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
 
 
@@ -175,6 +177,26 @@ class Storage:
 
     async def delete_auth_session(self, token_hash: str) -> None:
         await self.db.execute("DELETE FROM auth_sessions WHERE token_hash = %s", (token_hash,))
+
+    async def session_expiries(self, token_hashes: Sequence[str]) -> dict[str, datetime]:
+        """When each of these sign-ins expires; a deleted one (signed out) is absent."""
+        found: dict[str, datetime] = {}
+        for start in range(0, len(token_hashes), _IN_LIST_PAGE):
+            page = token_hashes[start:start + _IN_LIST_PAGE]
+            for token_hash, expires_at in await self.db.fetch_all(
+                    "SELECT token_hash, expires_at FROM auth_sessions"
+                    f" WHERE token_hash IN ({_in_list(page)})", tuple(page)):
+                found[token_hash] = expires_at
+        return found
+
+    async def change_password(self, user_id: int, password_hash: str,
+                              keep_token_hash: str | None) -> None:
+        """Set a new password hash and end every other sign-in of the user, together."""
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE users SET password_hash = %s WHERE id = %s",
+                             (password_hash, user_id))
+            await tx.execute("DELETE FROM auth_sessions WHERE user_id = %s"
+                             " AND token_hash <> %s", (user_id, keep_token_hash or ""))
 
     async def delete_expired(self, now: datetime, failures_before: datetime) -> None:
         """Forget expired sign-ins and login failures older than the throttle window."""

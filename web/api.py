@@ -60,6 +60,7 @@ class Api:
             ("POST", "/signup", self.signup),
             ("POST", "/login", self.login),
             ("POST", "/logout", self.logout),
+            ("POST", "/password", self.change_password),
             ("GET", "/me", self.me),
             ("GET", "/classrooms", self.classrooms),
             ("POST", "/classrooms", self.create_classroom),
@@ -115,6 +116,14 @@ class Api:
     async def logout(self, call: Call) -> Response:
         call.payload()  # the Content-Type rule is the CSRF defence of a cookie logout
         return await self._sessions.sign_out(call.visitor, Response(204))
+
+    async def change_password(self, call: Call) -> Response:
+        """{current_password, new_password}: 204; every other sign-in of the user ends."""
+        data = call.payload()
+        await self._services.accounts.change_password(
+            call.visitor.me, call.visitor.token, json_text(data, "current_password"),
+            json_text(data, "new_password"))
+        return Response(204)
 
     async def me(self, call: Call) -> Response:
         return json_response({"user": serialize.user(call.visitor.me)})

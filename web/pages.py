@@ -170,6 +170,8 @@ class Pages(PageGroup):
             ("POST", "/login", self.login, True),
             ("GET", "/logout", self.logout_form, True),
             ("POST", "/logout", self.logout, True),
+            ("GET", "/password", self.password_form, False),
+            ("POST", "/password", self.change_password, False),
             ("GET", "/classrooms", self.my_classes, False),
             ("GET", "/classrooms/new", self.new_class_form, False),
             ("POST", "/classrooms/new", self.new_class, False),
@@ -237,6 +239,18 @@ class Pages(PageGroup):
 
     async def logout(self, visit: Visit) -> Response:
         return await self._sessions.sign_out(visit.visitor, Response.redirect("/"))
+
+    async def password_form(self, visit: Visit) -> Response:
+        return self._page(visit, "password.html", values={})
+
+    async def change_password(self, visit: Visit) -> Response:
+        try:
+            await self._services.accounts.change_password(
+                visit.me, visit.visitor.token, visit.field("current_password"),
+                visit.field("new_password"), visit.field("confirm"))
+        except FORM_ERRORS as error:
+            return self._form_error(visit, "password.html", error, values={})
+        return self._page(visit, "password.html", values={}, changed=True)
 
     # -- classes --------------------------------------------------------------------------
 

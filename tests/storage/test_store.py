@@ -936,3 +936,19 @@ async def test_cancelled_transaction_writes_nothing(storage: Storage) -> None:
         assert await count_rows(storage, "users") == 0
         await new_user(storage, "ada")
         assert await count_rows(storage, "users") == 1
+
+
+async def test_session_expiries_and_password_change(storage: Storage) -> None:
+    with trio.fail_after(10):
+        now = datetime(2026, 3, 2, 9, 0, 0)
+        user = await storage.create_user("ann", "Ann", "hash-1", now)
+        other = await storage.create_user("bob", "Bob", "hash-b", now)
+        for token_hash, owner in (("a1", user), ("a2", user), ("a3", user), ("b1", other)):
+            await storage.create_auth_session(token_hash, owner.id, now, now + timedelta(days=1))
+        many = [f"x{i}" for i in range(1200)] + ["a1", "b1"]  # past one IN list's page
+        assert await storage.session_expiries(many) == {"a1": now + timedelta(days=1),
+                                                        "b1": now + timedelta(days=1)}
+        await storage.change_password(user.id, "hash-2", "a2")
+        assert set(await storage.session_expiries(["a1", "a2", "a3", "b1"])) == {"a2", "b1"}
+        found = await storage.get_password_hash("ann")
+        assert found is not None and found[1] == "hash-2"

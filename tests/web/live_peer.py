@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 from trio_websocket import open_websocket_url
@@ -41,4 +42,9 @@ async def live_peer(world: WebWorld, token: str) -> AsyncIterator[Peer]:
     headers = [(b"Cookie", f"{SESSION_COOKIE}={token}".encode()),
                (b"Origin", world.base_url.encode())]
     async with open_websocket_url(world.chat_url, extra_headers=headers) as ws:
-        yield Peer(ws, None)
+        try:
+            yield Peer(ws, None)
+        finally:
+            stream: Any = ws
+    # As in the chat harness: a connection the server closed first keeps its socket open.
+    await stream._stream.aclose()

@@ -1,0 +1,66 @@
+"""Ending live connections whose sign-in ended: logout (page or API), expiry, a password
+change. The chat server is told nothing by the process that signed the user out (there is no
+message bus), so every open connection's sign-in is checked against the database, all of them
+in one query, every CHECK_INTERVAL seconds; a logout in this same process asks for a check at
+once. A connection whose sign-in ended is closed with CLOSE_SIGNED_OUT and the reason.
+
+A database outage ends nobody: the check is skipped and tried again next time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+from classroom import Services
+from classroom.errors import ClassroomError
+
+from .client import Client
+
+log = logging.getLogger("chat.sessions")
+
+CHECK_INTERVAL: Final = 2.0
+# Private-range close code: HTTP's 401 in the WebSocket registry's application range.
+CLOSE_SIGNED_OUT: Final = 4401
+
+
+class SessionWatch:
+    def __init__(self, services: Services, *, interval: float = CHECK_INTERVAL) -> None:
+        self._accounts = services.accounts
+        self._interval = interval
+        self._keys: dict[Client, str] = {}
+        self._wake = trio.Event()
+        self._accounts.on_sessions_ended(self.check_soon)
+
+    def watch(self, client: Client, token: str) -> None:
+        self._keys[client] = self._accounts.session_key(token)
+
+    def forget(self, client: Client) -> None:
+        self._keys.pop(client, None)
+
+    def check_soon(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with trio.move_on_after(self._interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            await self.check()
+
+    async def check(self) -> None:
+        """Close every watched connection whose sign-in has ended."""
+        if not self._keys:
+            return
+        try:
+            ended = await self._accounts.ended_sessions(set(self._keys.values()))
+        except ClassroomError as exc:
+            log.warning("sign-in check skipped: %s", exc.message)
+            return
+        for client, key in list(self._keys.items()):
+            reason = ended.get(key)
+            if reason is not None:
+                self._keys.pop(client, None)
+                client.disconnect(CLOSE_SIGNED_OUT, reason)
