@@ -24,6 +24,7 @@ import trio
 from storage import DuplicateKey, Storage, User
 
 from . import limits
+from .cache import Cache
 from .clock import Clock, utcnow
 from .errors import Conflict, Invalid, Throttled, Unauthenticated, translate_storage_errors
 
@@ -72,8 +73,9 @@ SESSION_EXPIRED: Final = "session expired"
 
 
 class Accounts:
-    def __init__(self, storage: Storage, *, clock: Clock = utcnow) -> None:
+    def __init__(self, storage: Storage, cache: Cache, *, clock: Clock = utcnow) -> None:
         self._storage = storage
+        self._cache = cache
         self._now = clock
         self._ended_listeners: list[Callable[[], None]] = []
 
@@ -156,7 +158,16 @@ class Accounts:
         """The signed-in user of a session token, or None (missing, unknown, expired)."""
         if not token or len(token) > 128:
             return None
-        return await self._storage.get_session_user(hash_token(token), self._now())
+        token_hash, now = hash_token(token), self._now()
+        user = self._cache.session(token_hash, now)
+        if user is not None:
+            return user
+        stamp = self._cache.stamp()
+        found = await self._storage.get_session(token_hash, now)
+        if found is None:
+            return None
+        self._cache.keep_session(stamp, token_hash, *found)
+        return found[0]
 
     @translate_storage_errors
     async def log_out(self, token: str | None) -> None:

@@ -8,6 +8,7 @@ from typing import Final
 from storage import Classroom, DuplicateKey, Member, Membership, Storage, User
 
 from . import limits
+from .cache import MISSING, Cache
 from .clock import Clock, utcnow
 from .errors import NotFound, Unavailable, translate_storage_errors
 from .rules import Action, Role, check
@@ -22,14 +23,23 @@ def new_join_code() -> str:
 
 
 class Classes:
-    def __init__(self, storage: Storage, *, clock: Clock = utcnow) -> None:
+    def __init__(self, storage: Storage, cache: Cache, *, clock: Clock = utcnow) -> None:
         self._storage = storage
+        self._cache = cache
         self._now = clock
 
     @translate_storage_errors
     async def role_of(self, user: User, classroom_id: int) -> Role | None:
+        key = ("role", user.id)
+        cached = self._cache.class_value(classroom_id, key)
+        if cached is not MISSING:
+            return Role(cached)
+        stamp = self._cache.stamp()
         role = await self._storage.get_role(classroom_id, user.id)
-        return Role(role) if role else None
+        if not role:
+            return None  # non-members are not kept (cache.py)
+        self._cache.keep_class_value(stamp, classroom_id, key, role)
+        return Role(role)
 
     @translate_storage_errors
     async def authorize(self, user: User, classroom_id: int, action: Action) -> Role:
@@ -65,7 +75,12 @@ class Classes:
     @translate_storage_errors
     async def get(self, user: User, classroom_id: int) -> tuple[Classroom, Role]:
         role = await self.authorize(user, classroom_id, Action.VIEW_CLASS)
-        classroom = await self._storage.get_classroom(classroom_id)
+        classroom = self._cache.class_value(classroom_id, "record")
+        if classroom is MISSING:
+            stamp = self._cache.stamp()
+            classroom = await self._storage.get_classroom(classroom_id)
+            if classroom is not None:
+                self._cache.keep_class_value(stamp, classroom_id, "record", classroom)
         if classroom is None:
             raise NotFound("no such class")
         return classroom, role

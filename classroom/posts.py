@@ -7,6 +7,7 @@ from typing import Final
 from storage import Post, Storage, TagCount, User
 
 from . import limits
+from .cache import Cache
 from .classes import Classes
 from .clock import Clock, utcnow
 from .errors import Invalid, translate_storage_errors
@@ -16,9 +17,11 @@ PAGE_SIZE: Final = 50
 
 
 class Posts:
-    def __init__(self, storage: Storage, classes: Classes, *, clock: Clock = utcnow) -> None:
+    def __init__(self, storage: Storage, classes: Classes, cache: Cache, *,
+                 clock: Clock = utcnow) -> None:
         self._storage = storage
         self._classes = classes
+        self._cache = cache
         self._now = clock
 
     @translate_storage_errors
@@ -38,10 +41,20 @@ class Posts:
         """Newest first, optionally only those with `tag` (any case)."""
         await self._classes.authorize(reader, classroom_id, Action.VIEW_CLASS)
         wanted = limits.tag(tag) if tag else None
-        return await self._storage.list_posts(classroom_id, tag=wanted, before_id=before_id,
-                                              limit=max(1, min(limit, PAGE_SIZE)))
+        size = max(1, min(limit, PAGE_SIZE))
+
+        async def load() -> tuple[Post, ...]:
+            return tuple(await self._storage.list_posts(classroom_id, tag=wanted,
+                                                        before_id=before_id, limit=size))
+
+        return list(await self._cache.class_memo(
+            classroom_id, ("posts", wanted, before_id, size), load))
 
     @translate_storage_errors
     async def tags(self, reader: User, classroom_id: int) -> list[TagCount]:
         await self._classes.authorize(reader, classroom_id, Action.VIEW_CLASS)
-        return await self._storage.list_tags(classroom_id)
+
+        async def load() -> tuple[TagCount, ...]:
+            return tuple(await self._storage.list_tags(classroom_id))
+
+        return list(await self._cache.class_memo(classroom_id, "tags", load))

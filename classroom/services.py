@@ -7,6 +7,7 @@ import attrs
 from storage import Storage
 
 from .accounts import Accounts
+from .cache import Cache
 from .classes import Classes
 from .clock import Clock, utcnow
 from .errors import translate_storage_errors
@@ -24,19 +25,23 @@ class Services:
     rooms: Rooms
     lab: Lab
     clock: Clock
+    # Serves only while `cache.follow()` runs (start-up starts it); see cache.py.
+    cache: Cache
 
     @classmethod
     def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
-        classes = Classes(storage, clock=clock)
+        cache = Cache(storage)
+        classes = Classes(storage, cache, clock=clock)
         rooms = Rooms(storage, classes, clock=clock)
         return cls(
             storage=storage,
-            accounts=Accounts(storage, clock=clock),
+            accounts=Accounts(storage, cache, clock=clock),
             classes=classes,
-            posts=Posts(storage, classes, clock=clock),
+            posts=Posts(storage, classes, cache, clock=clock),
             rooms=rooms,
             lab=Lab(storage, rooms),
             clock=clock,
+            cache=cache,
         )
 
     @translate_storage_errors

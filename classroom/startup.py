@@ -53,6 +53,7 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                     ports, stoppers = await _start_listeners(config, services, listeners)
                     supervisor.start_soon(_stop_on_signal, stoppers, listeners.cancel_scope)
                     supervisor.start_soon(_housekeeping, services)
+                    supervisor.start_soon(services.cache.follow)
                     task_status.started(ports)
                 # Every listener has returned: nothing left to supervise.
                 supervisor.cancel_scope.cancel()

@@ -22,9 +22,11 @@ from .records import (
     User,
 )
 from .sqlite import SQLiteDatabase
-from .store import Storage
+from .store import CHANGE_CLASSROOM, CHANGE_USER, Storage
 
 __all__ = [
+    "CHANGE_CLASSROOM",
+    "CHANGE_USER",
     "SCHEMA_VERSION",
     "Attendance",
     "Classroom",

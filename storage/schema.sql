@@ -150,3 +150,14 @@ CREATE TABLE IF NOT EXISTS room_state (
     PRIMARY KEY (room_id, name, user_id),
     CONSTRAINT room_state_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Invalidation log of the app servers' per-process caches (classroom/cache.py): every write
+-- that changes what a cache may hold appends (scope, key_id) in its own transaction; every
+-- process reads the new rows a few times a second. Rows older than minutes are deleted.
+CREATE TABLE IF NOT EXISTS cache_changes (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    scope VARCHAR(16) NOT NULL,
+    key_id BIGINT NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    KEY cache_changes_time (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

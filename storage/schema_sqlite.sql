@@ -150,3 +150,11 @@ CREATE TABLE IF NOT EXISTS room_state (
     PRIMARY KEY (room_id, name, user_id),
     CONSTRAINT room_state_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id) ON DELETE CASCADE
 );
+
+CREATE TABLE IF NOT EXISTS cache_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope VARCHAR(16) NOT NULL,
+    key_id BIGINT NOT NULL,
+    created_at DATETIME NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_changes_time ON cache_changes (created_at);

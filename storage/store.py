@@ -2,12 +2,21 @@
 
 No business rules live here: callers have already checked who may do what and validated
 every value; this module only reads and writes rows, and keeps multi-row writes atomic.
+
+Caches: app servers keep a per-process cache of sessions and of each class's record,
+members' roles, posts and tags (classroom/cache.py). Every write that changes any of those
+must say so, in its own transaction, with `self._log_change(tx, scope, key_id)` (scope
+CHANGE_USER: a user's record or sessions; CHANGE_CLASSROOM: anything shown of one class,
+its members included; a user's name shows in their classes' posts, so renaming logs
+each of those classes) and then `self._notify(...)` once committed; code outside this module
+calls `changed(scope, key_id)`. The log row reaches every other process within the cache's
+staleness bound; the notification drops this process's copy at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Final
 
@@ -37,6 +46,11 @@ _ROOM_COLUMNS: Final = (
 # Values per `IN (...)` list: well under both databases' placeholder limits.
 _IN_LIST_PAGE: Final = 500
 _EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
+
+# Scopes of the cache invalidation log (see the module docstring).
+CHANGE_USER: Final = "user"
+CHANGE_CLASSROOM: Final = "classroom"
+ChangeListener = Callable[[str, int], None]
 
 
 def _user(row: Row, at: int = 0) -> User:
@@ -70,6 +84,7 @@ class Storage:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._listeners: list[ChangeListener] = []
 
     @property
     def backend(self) -> str:
@@ -129,6 +144,40 @@ class Storage:
         await self.db.fetch_all("SELECT 1")
         return True
 
+    # -- cache invalidation -------------------------------------------------------------
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Call `listener(scope, key_id)` after every change this process commits."""
+        self._listeners.append(listener)
+
+    async def changed(self, scope: str, key_id: int) -> None:
+        """Record that what caches hold under (scope, key_id) changed (see the module
+        docstring); for writes made outside this module."""
+        async with self.db.transaction() as tx:
+            await self._log_change(tx, scope, key_id)
+        self._notify(scope, key_id)
+
+    async def _log_change(self, tx: Executor, scope: str, key_id: int) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        await tx.execute(
+            "INSERT INTO cache_changes (scope, key_id, created_at) VALUES (%s, %s, %s)",
+            (scope, key_id, now))
+
+    def _notify(self, scope: str, key_id: int) -> None:
+        for listener in self._listeners:
+            listener(scope, key_id)
+
+    async def last_change_id(self) -> int:
+        row = await self.db.fetch_one("SELECT MAX(id) FROM cache_changes")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def changes_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]:
+        """(id, scope, key_id) of logged changes with a larger id, oldest first."""
+        rows = await self.db.fetch_all(
+            "SELECT id, scope, key_id FROM cache_changes WHERE id > %s ORDER BY id LIMIT %s",
+            (after_id, limit))
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
     # -- users and sign-in ---------------------------------------------------------------
 
     async def create_user(self, username: str, display_name: str, password_hash: str,
@@ -175,8 +224,25 @@ class Storage:
         )
         return _user(row) if row else None
 
+    async def get_session(self, token_hash: str, now: datetime) -> tuple[User, datetime] | None:
+        """The session's user and when it expires, unless it has."""
+        row = await self.db.fetch_one(
+            f"SELECT {_USER_COLUMNS}, s.expires_at FROM auth_sessions s"
+            " JOIN users u ON u.id = s.user_id WHERE s.token_hash = %s AND s.expires_at > %s",
+            (token_hash, now),
+        )
+        return (_user(row), row[4]) if row else None
+
     async def delete_auth_session(self, token_hash: str) -> None:
-        await self.db.execute("DELETE FROM auth_sessions WHERE token_hash = %s", (token_hash,))
+        async with self.db.transaction() as tx:
+            row = await tx.fetch_one(
+                "SELECT user_id FROM auth_sessions WHERE token_hash = %s" + tx.dialect.for_update,
+                (token_hash,))
+            if row is None:
+                return
+            await tx.execute("DELETE FROM auth_sessions WHERE token_hash = %s", (token_hash,))
+            await self._log_change(tx, CHANGE_USER, int(row[0]))
+        self._notify(CHANGE_USER, int(row[0]))
 
     async def session_expiries(self, token_hashes: Sequence[str]) -> dict[str, datetime]:
         """When each of these sign-ins expires; a deleted one (signed out) is absent."""
@@ -202,6 +268,9 @@ class Storage:
         """Forget expired sign-ins and login failures older than the throttle window."""
         await self.db.execute("DELETE FROM auth_sessions WHERE expires_at <= %s", (now,))
         await self.db.execute("DELETE FROM login_failures WHERE failed_at < %s",
+                              (failures_before,))
+        # Caches read the log a few times a second; an old row serves nobody.
+        await self.db.execute("DELETE FROM cache_changes WHERE created_at < %s",
                               (failures_before,))
 
     async def record_login_failure(self, keys: Sequence[str], now: datetime) -> None:
@@ -265,12 +334,17 @@ class Storage:
     async def add_member(self, classroom_id: int, user_id: int, role: str,
                          now: datetime) -> bool:
         """Returns False (and changes nothing) when the user is already a member."""
-        written = await self.db.execute(
-            f"{self.db.dialect.insert_ignore} INTO memberships"
-            " (classroom_id, user_id, role, joined_at) VALUES (%s, %s, %s, %s)",
-            (classroom_id, user_id, role, now),
-        )
-        return written.rowcount == 1
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                f"{tx.dialect.insert_ignore} INTO memberships"
+                " (classroom_id, user_id, role, joined_at) VALUES (%s, %s, %s, %s)",
+                (classroom_id, user_id, role, now),
+            )
+            if written.rowcount != 1:
+                return False
+            await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
+        self._notify(CHANGE_CLASSROOM, classroom_id)
+        return True
 
     async def list_memberships(self, user_id: int) -> list[Membership]:
         rows = await self.db.fetch_all(
@@ -317,6 +391,8 @@ class Storage:
                     f"{tx.dialect.insert_ignore} INTO post_tags (post_id, tag_id)"
                     " SELECT %s, id FROM tags WHERE classroom_id = %s AND name = %s",
                     (post_id, classroom_id, tag))
+            await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
+        self._notify(CHANGE_CLASSROOM, classroom_id)
         return Post(id=post_id, classroom_id=classroom_id, author_id=author.id,
                     author_name=author.display_name, title=title, body=body,
                     tags=tuple(tags), created_at=now)

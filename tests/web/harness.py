@@ -95,6 +95,8 @@ async def running_site(db_url: str, *, secure_cookies: bool = False, chat: bool 
         await storage.init_schema()
         services = Services.build(storage)
         async with trio.open_nursery() as nursery:
+            # As `classroom serve` does: the per-process cache serves while this runs.
+            await nursery.start(services.cache.follow)
             live_chat = None
             if chat:
                 live_chat = LiveChat(services, nursery)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import trio
 
+from classroom.cache import STALE_AFTER
 from storage.mysql import MySQLParams
 from tests.conftest import throwaway_mysql_url
 from tests.tcp_proxy import TcpProxy
@@ -75,6 +76,9 @@ async def test_outage_answers_503_quickly_and_recovers_by_itself() -> None:
 
             assert proxy.open_links > 0  # the database is reached through the proxy
             proxy.cut()
+            # What the per-process cache holds is served for up to its staleness bound
+            # (classroom/cache.py); past it, every read goes to the database again.
+            await trio.sleep(STALE_AFTER)
             # Twice each: the first meets the pool's dead connections, the second only
             # the refused new ones.
             for _ in range(2):

@@ -1,0 +1,197 @@
+"""A small per-process cache of what nearly every request reads: whose a session token is,
+and per class its record, its members' roles, its posts and tags, and what `web/` derives
+from them (rendered HTML, encoded JSON).
+
+Correct across app servers, with a stated bound:
+- Every write that changes something cached logs (scope, key_id) in `cache_changes` inside
+  its own transaction (storage/store.py's docstring says how; `Storage.changed` is the call
+  for new writes: a post edited or deleted, a class archived, a student removed). `follow`
+  reads the new rows every POLL_INTERVAL and drops what each names; this process's own
+  writes drop their entries at once, through storage's change listener.
+- STALE_AFTER (1 s) bounds staleness: entries are used only while the last poll that
+  completed *began* less than STALE_AFTER ago. A change committed at T is read by every poll
+  that begins after T, so from T + STALE_AFTER on no request is answered from an entry older
+  than it: a logout, a removed student or an edited post is seen by every process within
+  1 s. When the database cannot be polled, nothing is served from the cache.
+- A fill can race an invalidation (read the old row, the change is applied, then store the
+  old row). So a fill carries the `stamp` taken before its read and is not stored if any
+  invalidation was applied since.
+- MySQL hands out AUTO_INCREMENT ids before commit, so a row can become visible after a
+  larger id was read. Each poll therefore re-reads the ids of the last LOOKBACK seconds and
+  applies those it has not seen (the log insert is the last statement before its COMMIT).
+- Only positive answers are kept (a live session, a member's role, a class that exists): an
+  unknown token or a non-member goes to the database every time, so signing in or joining
+  needs no invalidation and made-up tokens cannot fill the cache. Sizes are bounded; the
+  oldest entries go first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import trio
+
+from storage import CHANGE_CLASSROOM, CHANGE_USER, Storage, StorageError, User
+
+__all__ = ["MISSING", "STALE_AFTER", "Cache"]
+
+log = logging.getLogger("classroom.cache")
+
+POLL_INTERVAL: Final = 0.25
+STALE_AFTER: Final = 1.0
+LOOKBACK: Final = 5.0
+# Rows read per poll; more than this at once (a flood of writes): forget everything instead.
+MAX_ROWS: Final = 5000
+# Ids below the newest at start-up still read, for transactions committing meanwhile.
+START_LOOKBACK_IDS: Final = 1000
+MAX_SESSIONS: Final = 20_000
+MAX_CLASSES: Final = 1000
+MAX_ENTRIES_PER_CLASS: Final = 200
+
+MISSING: Final[Any] = object()
+T = TypeVar("T")
+
+
+class Cache:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._sessions: dict[str, tuple[User, datetime]] = {}
+        self._user_sessions: dict[int, set[str]] = {}
+        self._classes: dict[int, dict[Hashable, Any]] = {}
+        self._stamp = 0
+        self._fresh_until = -float("inf")
+        self._floor: int | None = None
+        self._seen: set[int] = set()
+        self._history: deque[tuple[float, int]] = deque()
+        storage.add_change_listener(self.drop)
+
+    # -- reading and filling -------------------------------------------------------------
+
+    def fresh(self) -> bool:
+        return trio.current_time() < self._fresh_until
+
+    def stamp(self) -> int:
+        """Take before reading what will be kept; pass to `keep_*`."""
+        return self._stamp
+
+    def session(self, token_hash: str, now: datetime) -> User | None:
+        entry = self._sessions.get(token_hash) if self.fresh() else None
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def keep_session(self, stamp: int, token_hash: str, user: User, expires_at: datetime
+                     ) -> None:
+        if stamp != self._stamp or not self.fresh():
+            return
+        if len(self._sessions) >= MAX_SESSIONS:
+            oldest = next(iter(self._sessions))
+            self._forget_session(oldest)
+        self._sessions[token_hash] = (user, expires_at)
+        self._user_sessions.setdefault(user.id, set()).add(token_hash)
+
+    def class_value(self, classroom_id: int, key: Hashable) -> Any:
+        """What was kept under `key` for the class, or MISSING."""
+        if not self.fresh():
+            return MISSING
+        values = self._classes.get(classroom_id)
+        return MISSING if values is None else values.get(key, MISSING)
+
+    def keep_class_value(self, stamp: int, classroom_id: int, key: Hashable, value: Any
+                         ) -> None:
+        if stamp != self._stamp or not self.fresh():
+            return
+        values = self._classes.get(classroom_id)
+        if values is None:
+            if len(self._classes) >= MAX_CLASSES:
+                del self._classes[next(iter(self._classes))]
+            values = self._classes[classroom_id] = {}
+        elif len(values) >= MAX_ENTRIES_PER_CLASS:
+            del values[next(iter(values))]
+        values[key] = value
+
+    async def class_memo(self, classroom_id: int, key: Hashable,
+                         load: Callable[[], Awaitable[T]]) -> T:
+        """`load()`'s value, kept for the class under `key` until the class changes. The
+        caller checks permissions first: a hit runs no code of `load`."""
+        found = self.class_value(classroom_id, key)
+        if found is not MISSING:
+            return found  # type: ignore[no-any-return]
+        stamp = self.stamp()
+        value = await load()
+        self.keep_class_value(stamp, classroom_id, key, value)
+        return value
+
+    # -- invalidation --------------------------------------------------------------------
+
+    def drop(self, scope: str, key_id: int) -> None:
+        """Forget what depends on (scope, key_id); unknown scopes forget everything."""
+        self._stamp += 1
+        if scope == CHANGE_USER:
+            for token_hash in self._user_sessions.pop(key_id, set()):
+                self._sessions.pop(token_hash, None)
+        elif scope == CHANGE_CLASSROOM:
+            self._classes.pop(key_id, None)
+        else:
+            self._clear()
+
+    def _forget_session(self, token_hash: str) -> None:
+        user, _ = self._sessions.pop(token_hash)
+        tokens = self._user_sessions.get(user.id)
+        if tokens is not None:
+            tokens.discard(token_hash)
+            if not tokens:
+                del self._user_sessions[user.id]
+
+    def _clear(self) -> None:
+        self._stamp += 1
+        self._sessions.clear()
+        self._user_sessions.clear()
+        self._classes.clear()
+
+    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        """Read the change log forever; the cache serves only while this runs."""
+        task_status.started()
+        failing = False
+        while True:
+            began = trio.current_time()
+            try:
+                await self._poll(began)
+            except StorageError as exc:
+                self._fresh_until = -float("inf")
+                self._clear()
+                if not failing:
+                    log.warning("cache off until the database answers: %s", exc)
+                failing = True
+            else:
+                self._fresh_until = began + STALE_AFTER
+                failing = False
+            await trio.sleep(POLL_INTERVAL)
+
+    async def _poll(self, now: float) -> None:
+        if self._floor is None:
+            newest = await self._storage.last_change_id()
+            self._floor = max(0, newest - START_LOOKBACK_IDS)
+            self._seen = {row[0] for row in await self._storage.changes_after(
+                self._floor, MAX_ROWS)}
+            self._history.append((now, newest))
+            return
+        rows = await self._storage.changes_after(self._floor, MAX_ROWS)
+        newest = self._history[-1][1] if self._history else self._floor
+        for change_id, scope, key_id in rows:
+            if change_id not in self._seen:
+                self._seen.add(change_id)
+                self.drop(scope, key_id)
+            newest = max(newest, change_id)
+        if len(rows) == MAX_ROWS:
+            self._clear()
+            self._floor, self._seen, self._history = newest, set(), deque()
+        self._history.append((now, newest))
+        while self._history and self._history[0][0] <= now - LOOKBACK:
+            self._floor = max(self._floor, self._history.popleft()[1])
+        self._seen = {change_id for change_id in self._seen if change_id > self._floor}
