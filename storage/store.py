@@ -263,6 +263,8 @@ class Storage:
                              (password_hash, user_id))
             await tx.execute("DELETE FROM auth_sessions WHERE user_id = %s"
                              " AND token_hash <> %s", (user_id, keep_token_hash or ""))
+            await self._log_change(tx, CHANGE_USER, user_id)
+        self._notify(CHANGE_USER, user_id)
 
     async def delete_expired(self, now: datetime, failures_before: datetime) -> None:
         """Forget expired sign-ins and login failures older than the throttle window."""

@@ -1,7 +1,7 @@
 """The per-process cache across app servers: two real `classroom serve` processes on one
 database, each caching sessions, roles and posts. A change made through one of them, or
 written by a third process, is seen by both within the staleness bound (STALE_AFTER), and
-never later: a new post, a logout, a student removed from the class."""
+never later: a new post, a logout, a password change, a student removed from the class."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ async def test_changes_reach_every_app_server_within_the_bound(db_url: str) -> N
                 await trio.sleep(STALE_AFTER)
                 assert (await b.get(posts, headers=ada)).status_code == 401
                 assert (await b.get("/me", headers=ada)).status_code == 401
+
+                # The teacher changes the password through one server with a second sign-in
+                # open: that other sign-in is dead on both, the one used stays.
+                other = await a.post("/login", json={"username": "turing", "password": PASSWORD})
+                second = {"Authorization": f"Bearer {other.json()['token']}"}
+                assert await titles(b, second) == ["Second", "First"]
+                changed = await a.post("/password", headers=teacher, json={
+                    "current_password": PASSWORD, "new_password": PASSWORD + "!"})
+                assert changed.status_code == 204, changed.text
+                await trio.sleep(STALE_AFTER)
+                assert (await b.get(posts, headers=second)).status_code == 401
+                assert await titles(b, teacher) == ["Second", "First"]
 
                 # Bob is removed by a third process writing the database: gone on both.
                 async with open_storage(db_url) as storage:
