@@ -35,9 +35,10 @@ class LiveRoom:
     last_seq: int
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     by_user: dict[int, set[Client]] = attrs.field(factory=dict)
-    # The class's members by user id, each as its join-answer JSON entry offline and online,
-    # encoded once per room (see RoomHub._join_answer).
-    members: dict[int, tuple[str, str]] | None = None
+    # The class's members by user id, each as its join-answer JSON entries, encoded once per
+    # room (see RoomHub._join_answer): the instructor's view offline and online, then the
+    # students' view (no username) offline and online.
+    members: dict[int, tuple[str, ...]] | None = None
 
     @property
     def id(self) -> int:

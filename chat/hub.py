@@ -17,6 +17,7 @@ import trio
 
 from classroom import RoomEvent, Services, User
 from classroom.rooms import RoomAccess
+from classroom.rules import Action, may
 from classroom.views import user_view
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
@@ -133,11 +134,21 @@ class RoomHub:
             roster = await self._services.rooms.members(access.room.classroom_id)
             live.members = {}
             for user, role in roster:
-                entry = {**user_view(user), "role": role.value}
-                live.members[user.id] = (encode_data({**entry, "online": False}),
-                                         encode_data({**entry, "online": True}))
+                full = {**user_view(user), "role": role.value}
+                brief = {"id": user.id, "display_name": user.display_name, "role": role.value}
+                live.members[user.id] = tuple(encode_data({**entry, "online": online})
+                                              for entry in (full, brief)
+                                              for online in (False, True))
         online = live.online()
-        members = ",".join(entries[uid in online] for uid, entries in live.members.items())
+        if may(access.role, Action.VIEW_ROSTER):
+            members = ",".join(entries[uid in online]
+                               for uid, entries in live.members.items())
+        else:
+            # The roster is the instructor's: others see the instructor and who is here now,
+            # by display name (a username is a login name).
+            members = ",".join(entries[2 + (uid in online)]
+                               for uid, entries in live.members.items()
+                               if uid in online or uid == live.instructor_id)
         room = live.room
         state = await self._services.lab.state(access, client.user, live.online())
         head = encode_data({

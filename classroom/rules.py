@@ -7,6 +7,7 @@
     join a room, message        yes        yes       404
     post an update              yes        403       404
     view roster                 yes        403       404
+      (in a live room a student sees the instructor and who is online, by display name)
     see and share the join code yes        403       404
     start/end live session      yes        403       404
     open a discussion           yes        403       404

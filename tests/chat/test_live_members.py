@@ -1,0 +1,36 @@
+"""The `room/join` answer's members: the instructor gets the class roster; a student gets the
+instructor and who is online now, by display name only (usernames are login names)."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.chat.harness import chat_world
+
+
+async def test_students_see_the_instructor_and_who_is_online_by_name(db_url: str) -> None:
+    with trio.fail_after(15):
+        async with chat_world(db_url) as world:
+            lesson = await world.live_class("teacher", "ann", "bob", "carl")
+            teacher, ann, bob, carl = lesson.people
+            rid = lesson.room.id
+            async with world.connect(ann) as a:
+                # The instructor is listed even when away; offline classmates are not.
+                alone = (await a.join(rid))["data"]["members"]
+                assert {m["id"]: m["online"] for m in alone} == {teacher.id: False,
+                                                                 ann.id: True}
+                async with world.joined(rid, teacher, bob) as (t, b):
+                    members = (await b.join(rid))["data"]["members"]
+                    assert {m["id"] for m in members} == {teacher.id, ann.id, bob.id}
+                    assert all(set(m) == {"id", "display_name", "role", "online"}
+                               for m in members), members
+                    assert {m["display_name"] for m in members} == {"Teacher", "Ann", "Bob"}
+                    roster = (await t.join(rid))["data"]["members"]
+                    assert {m["id"]: (m["username"], m["online"]) for m in roster} == {
+                        teacher.id: ("teacher", True), ann.id: ("ann", True),
+                        bob.id: ("bob", True), carl.id: ("carl", False)}
+                    await b.sync()
+                await a.sync()
+                presence = a.seen("presence")
+                assert presence and all("username" not in f["data"] for f in presence)
+                assert not any("carl" in str(frame) for frame in a.log)
