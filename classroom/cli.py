@@ -1,4 +1,4 @@
-"""The `classroom` command: serve, init-db, chat."""
+"""The `classroom` command: serve, init-db, chat, share."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="the chat server's WebSocket URL, e.g. ws://host:8001/ws"
                            " (default: what the server's /api/v1/healthz says, else"
                            " the server's host on port 8001)")
+    share = commands.add_parser("share", help="share a directory live with the instructor")
+    share.add_argument("directory", metavar="DIR", help="the folder to share")
+    share.add_argument("--server", default=f"http://{DEFAULT_HTTP}",
+                       help="the app server's URL (default http://127.0.0.1:8000)")
+    share.add_argument("--room", type=int, metavar="N",
+                       help="the live session's id (default: the open one of your classes)")
+    share.add_argument("--user", help="username (asked when missing)")
+    share.add_argument("--chat", metavar="URL", dest="chat_url",
+                       help="the chat server's WebSocket URL (default: as for chat)")
     return parser
 
 
@@ -78,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from chat.terminal import run_terminal_client  # start-up code may import chat/
 
         return int(run_terminal_client(args.server, args.user, args.chat_url))
+    if args.command == "share":
+        from chat.terminal.share import run_share  # start-up code may import chat/
+
+        return run_share(args.directory, args.server, args.room, args.user, args.chat_url)
     try:
         config = _config(args)
     except ValueError as exc:

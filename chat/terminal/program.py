@@ -46,25 +46,10 @@ def run_terminal_client(server_url: str, username: str | None,
 
 def _run(terminal: _Terminal, server: str, username: str | None,
          chat_url: str | None) -> int:
-    while not username:
-        username = terminal.ask("Username: ").strip()
-    password = getpass.getpass("Password: ")
-    try:
-        login = api_call(server, "POST", "/login",
-                         body={"username": username, "password": password})
-    except ApiError as exc:
-        print(f"classroom chat: login failed: {exc.message}", file=sys.stderr, flush=True)
+    token = sign_in(terminal, server, username, "classroom chat")
+    if token is None:
         return 1
-    del password
-    token = str(login["token"])
-    user = login.get("user", {})
-    terminal.say(f"Signed in as {sanitize(str(user.get('display_name', username)))}.")
-    if chat_url is None:
-        try:
-            health = api_call(server, "GET", "/healthz")
-        except ApiError:
-            health = None
-        chat_url = chat_url_for(server, health if isinstance(health, dict) else None)
+    chat_url = chat_url or find_chat_url(server)
 
     classes = _items(api_call(server, "GET", "/classrooms", token=token), "classrooms")
     if not classes:
@@ -94,6 +79,34 @@ def _run(terminal: _Terminal, server: str, username: str | None,
     session = ChatSession(int(room["id"]))
     code = trio.run(_chat, terminal, session, chat_url, token)
     return code
+
+
+def sign_in(terminal: _Terminal, server: str, username: str | None, program: str
+            ) -> str | None:
+    """Ask for the username (unless given) and the password (masked), log in; the token, or
+    None when the login failed (said on stderr)."""
+    while not username:
+        username = terminal.ask("Username: ").strip()
+    password = getpass.getpass("Password: ")
+    try:
+        login = api_call(server, "POST", "/login",
+                         body={"username": username, "password": password})
+    except ApiError as exc:
+        print(f"{program}: login failed: {exc.message}", file=sys.stderr, flush=True)
+        return None
+    del password
+    user = login.get("user", {})
+    terminal.say(f"Signed in as {sanitize(str(user.get('display_name', username)))}.")
+    return str(login["token"])
+
+
+def find_chat_url(server: str) -> str:
+    """The chat server's address, as the app server's healthz tells it."""
+    try:
+        health = api_call(server, "GET", "/healthz")
+    except ApiError:
+        health = None
+    return chat_url_for(server, health if isinstance(health, dict) else None)
 
 
 def _room_list(server: str, path: str, token: str, missing: list[str]) -> Any:

@@ -484,9 +484,9 @@ class PtyClient:
 
 
 @asynccontextmanager
-async def pty_client(*args: str) -> AsyncIterator[PtyClient]:
+async def pty_client(*args: str, program: str = "chat") -> AsyncIterator[PtyClient]:
     master, slave = os.openpty()
-    command = [sys.executable, "-m", "classroom.cli", "chat", *args]
+    command = [sys.executable, "-m", "classroom.cli", program, *args]
     try:
         process = await trio.lowlevel.open_process(
             [sys.executable, "-c", _CTTY, *command], stdin=slave, stdout=slave,
