@@ -26,6 +26,9 @@ CONNECT_TIMEOUT: Final = 10.0
 CLOSE_TIMEOUT: Final = 2.0
 PING_INTERVAL: Final = 15.0
 PING_TIMEOUT: Final = 10.0
+# A join answer carries the lab's state (steps, a student's own shared code): more than
+# trio-websocket's default 1 MiB in a big lesson.
+MAX_MESSAGE: Final = 8 * 1024 * 1024
 
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_ABNORMAL: Final = 1006  # no close frame: the TCP connection just ended
@@ -92,7 +95,8 @@ async def _connect_loop(terminal: _Terminal, session: ChatSession, chat_url: str
         try:
             async with open_websocket_url(chat_url, extra_headers=headers,
                                           connect_timeout=CONNECT_TIMEOUT,
-                                          disconnect_timeout=CLOSE_TIMEOUT) as ws:
+                                          disconnect_timeout=CLOSE_TIMEOUT,
+                                          max_message_size=MAX_MESSAGE) as ws:
                 session.connected()
                 why = await _converse(terminal, session, ws, wake)
         except ConnectionRejected as exc:

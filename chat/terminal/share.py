@@ -33,7 +33,13 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from .connection import CLOSE_TIMEOUT, CONNECT_TIMEOUT, FATAL_HANDSHAKE, _closed_why
+from .connection import (
+    CLOSE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    FATAL_HANDSHAKE,
+    MAX_MESSAGE,
+    _closed_why,
+)
 from .console import _Quit, _Stdin, _Terminal
 from .display import sanitize
 from .http import ApiError, _items, _normal_server, api_call
@@ -187,6 +193,7 @@ class Sharer:
         """One connection: join (or resume), then follow the room and the directory until
         the connection drops (ConnectionClosed) or the room ends (_Leave)."""
         self._join_ref = self._next_ref()
+        self.sharing = False  # not known on this connection until the join answer says
         data: dict[str, Any] = {"room_id": self.room_id}
         if self.joined:
             data["after"] = self.seen_seq
@@ -322,7 +329,8 @@ async def share_loop(root: Path, room_id: int, chat_url: str, token: str,
             try:
                 async with open_websocket_url(chat_url, extra_headers=headers,
                                               connect_timeout=CONNECT_TIMEOUT,
-                                              disconnect_timeout=CLOSE_TIMEOUT) as ws:
+                                              disconnect_timeout=CLOSE_TIMEOUT,
+                                              max_message_size=MAX_MESSAGE) as ws:
                     await sharer.converse(ws)
             except* _Leave as left:
                 first = left.exceptions[0]

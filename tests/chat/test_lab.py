@@ -5,6 +5,8 @@ from an upload."""
 from __future__ import annotations
 
 import base64
+import io
+import zipfile
 from typing import Any
 
 import pytest
@@ -192,3 +194,46 @@ async def test_steps_preview_splits_an_upload_and_stores_nothing(db_url: str) ->
                 assert import_ack["data"]["seq"] == before + 1
                 got = await a.next("steps/all")
                 assert [s["name"] for s in got["data"]["steps"]] == ["One", "Two"]
+
+
+async def test_a_hostile_notion_zip_is_refused_and_nothing_is_stored(db_url: str) -> None:
+    def zipped(entries: dict[str, bytes]) -> str:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, data in entries.items():
+                archive.writestr(name, data)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    with trio.fail_after(30):
+        async with chat_world(db_url) as world:
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            rid = lesson.room.id
+            async with world.joined(rid, teacher, ann) as (t, a):
+                good = zipped({"Lesson 0123456789abcdef0123456789abcdef.md":
+                               b"# Lesson\n## One\nfirst\n## Two\nsecond\n"})
+                await t.request("steps/import", {"room_id": rid, "filename": "export.zip",
+                                                 "content_base64": good})
+                assert [s["name"] for s in (await a.next("steps/all"))["data"]["steps"]] == [
+                    "One", "Two"]
+                before = await world.last_seq(rid)
+                hostile = {
+                    "bomb": zipped({"bomb.md": b"# " + b"a" * 30_000_000}),
+                    "dotdot": zipped({"ok.md": b"# Fine\n", "../../evil.md": b"# Evil\n"}),
+                    "absolute": zipped({"/etc/evil.md": b"# Evil\n"}),
+                    "not a zip": base64.b64encode(b"PK\x03\x04garbage").decode(),
+                }
+                for what, content in hostile.items():
+                    for event in ("steps/import", "steps/preview"):
+                        frame = await t.call(event, {"room_id": rid, "filename": "x.zip",
+                                                     "content_base64": content})
+                        assert frame["event"] == "error", (what, frame)
+                        assert frame["data"]["code"] in ("invalid", "too_large"), what
+                assert await world.last_seq(rid) == before
+                await t.request("message", {"room_id": rid, "text": "barrier"})
+                await a.have(lambda f: f["data"].get("text") == "barrier")
+                assert len(a.seen("steps/all")) == 1
+                # The room's steps are still the good ones.
+                async with world.joined(rid, ann) as (again,):
+                    state = again.seen("room/join")[0]["data"]["state"]
+                    assert [s["name"] for s in state["steps"]] == ["One", "Two"]

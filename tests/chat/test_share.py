@@ -2,7 +2,8 @@
 pseudo-terminal (it logs in like `classroom chat`), the instructor on a WebSocket. Files
 arrive when sharing starts, an edit arrives as an update of that file alone, ignored and
 oversized files never arrive, nothing is sent while sharing is off, and the room's end ends
-the command. The sans-IO parts (scan, changes) are tested on their own first."""
+the command; it comes back by itself when the connection drops. The sans-IO parts (scan,
+changes) are tested on their own first."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from tests.chat.test_terminal import (
     E2E_TIMEOUT,
     PASSWORD,
     Api,
+    ChatProxy,
     Peer,
+    port_of,
     pty_client,
     start_class,
     ws_peer,
@@ -89,8 +92,11 @@ async def test_classroom_share_against_a_real_server(tmp_path: Path) -> None:
                  "huge.txt": "z" * (MAX_BYTES + 10)})
     with trio.fail_after(E2E_TIMEOUT):
         async with running_server(f"sqlite:///{tmp_path / 'c.db'}",
-                                  ("--http", "127.0.0.1:0", "--chat", "127.0.0.1:0")) as server:
+                                  ("--http", "127.0.0.1:0", "--chat", "127.0.0.1:0")) as server, \
+                trio.open_nursery() as nursery:
             assert server.http_url and server.chat_url
+            proxy = ChatProxy(port_of(server.chat_url))
+            proxy_port = await nursery.start(proxy.serve)
             async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
                 grace, _, _, room_id = await start_class(Api(http), server)
             async with ws_peer(server.chat_url, grace) as teacher:
@@ -98,6 +104,7 @@ async def test_classroom_share_against_a_real_server(tmp_path: Path) -> None:
                 await teacher.request("settings", {"room_id": room_id,
                                                    "files_to_ignore": "build/\n*.pyc\n"})
                 async with pty_client(str(work), "--server", server.http_url, "--user", "ann",
+                                      "--chat", f"ws://127.0.0.1:{proxy_port}/ws",
                                       program="share") as client:
                     at = await client.expect("Password: ")
                     await client.type(PASSWORD + "\n")
@@ -126,6 +133,16 @@ async def test_classroom_share_against_a_real_server(tmp_path: Path) -> None:
                     update = await code_events(teacher)
                     assert shared(update) == {"notes.md": ("deleted", "")}
 
+                    # The connection drops; an edit made meanwhile arrives once it is back.
+                    proxy.blocked = True
+                    proxy.cut()
+                    at = await client.expect("reconnecting in", start=at)
+                    write(work, {"main.py": "print('edited while away')\n"})
+                    proxy.blocked = False
+                    resent = await code_events(teacher)
+                    assert resent["event"] == "sharing/code_send"
+                    assert shared(resent) == {"main.py": ("new", "print('edited while away')\n")}
+
                     await teacher.request("sharing/end", {"room_id": room_id})
                     at = await client.expect("sharing is off", start=at)
                     write(work, {"main.py": "print('v3 while off')\n", "new.py": "x = 1\n"})
@@ -142,3 +159,4 @@ async def test_classroom_share_against_a_real_server(tmp_path: Path) -> None:
                     with trio.move_on_after(10):
                         await client.process.wait()
                     assert client.process.returncode == 0
+            nursery.cancel_scope.cancel()
