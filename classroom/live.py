@@ -232,7 +232,13 @@ def _steps_import(data: Data) -> dict[str, Any]:
 
 def import_steps(data: Data) -> list[dict[str, str]]:
     """The steps of `steps/import` or `steps/preview`: pasted Markdown (`markdown`), or an
-    uploaded `.md` or Notion-export `.zip` (`filename` and `content_base64`)."""
+    uploaded `.md` or Notion-export `.zip` (`filename` and `content_base64`).
+
+    Uploads come over the WebSocket, not an HTTP endpoint: the result is a room event like
+    any other (stored, then fanned out at once to every member on every chat server; an app
+    server's write would reach members only through the chat servers' database sync), and
+    the instructor previews the split steps on the same connection. The 1 MiB frame bounds
+    an upload to MAX_UPLOAD (700 KiB), plenty for a lesson's Markdown."""
     if "content_base64" not in data:
         return split_markdown(_text(data, "markdown", MAX_MARKDOWN))
     encoded = _text(data, "content_base64", MAX_UPLOAD * 4 // 3 + 4)
