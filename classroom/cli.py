@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="mark cookies Secure (behind https; env CLASSROOM_SECURE_COOKIES)")
     serve.add_argument("--server-name", help="this chat server's name in the database")
     serve.add_argument("--http-per-address", metavar="N", type=parse_cap,
-                       help="HTTP connections one client address may hold (default 100 of "
+                       help="HTTP connections one client address may hold (default 256 of "
                             "1000; env CLASSROOM_HTTP_PER_ADDRESS)")
     serve.add_argument("--chat-per-address", metavar="N", type=parse_cap,
                        help="WebSocket connections one client address may hold (default 256"

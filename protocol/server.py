@@ -93,7 +93,7 @@ class HTTPLimits:
     keepalive_timeout: float = attrs.field(default=30.0, validator=_positive)
     handler_timeout: float = attrs.field(default=30.0, validator=_positive)
     max_connections: int = attrs.field(default=1000, validator=_positive)
-    max_connections_per_address: int = attrs.field(default=100, validator=_positive)
+    max_connections_per_address: int = attrs.field(default=256, validator=_positive)
     shutdown_grace: float = attrs.field(default=5.0, validator=_positive)
     send_timeout: float = attrs.field(default=30.0, validator=_positive)
 
