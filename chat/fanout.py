@@ -10,13 +10,15 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import trio
 
-from classroom import Room, RoomEvent, Services, User
+from classroom import Room, RoomEvent, Services, StateWrite, User
+from classroom.errors import ClassroomError
 from classroom.lab import alerts_of
 from classroom.rooms import RoomAccess
 from protocol.envelope import encode_data, encode_event
@@ -24,6 +26,8 @@ from protocol.wsframe import text_frame
 
 from .client import Client
 from .relay import Relay
+
+log = logging.getLogger("chat.fanout")
 
 
 @attrs.define(eq=False)
@@ -82,22 +86,19 @@ class FanOut:
 
     async def publish(self, live: LiveRoom, event: str, sender: User,
                       recipient_id: int | None, data: dict[str, Any],
-                      *, after_store: Callable[[], Awaitable[None]] | None = None
-                      ) -> RoomEvent:
-        """Store the event, then send it to the room (recipient None) or to the sender and
-        the recipient only. `after_store` runs inside the lock after a successful store:
-        state that must change in step with the event."""
+                      *, state: Sequence[StateWrite] = ()) -> RoomEvent:
+        """Store the event with the room state it changes (one transaction), then send it to
+        the room (recipient None) or to the sender and the recipient only. Whatever was
+        stored is sent: nothing fails between the store and the queueing."""
         async with live.lock:
             # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
             # removed or times out mid-store must not leave an event stored but unsent, a
             # gap live members would only see after a resume.
             with trio.CancelScope(shield=True):
                 stored = await self._services.rooms.append(live.id, event, sender,
-                                                           recipient_id, data)
-                await self._relay.catch_up(live, stored.seq)
+                                                           recipient_id, data, state=state)
+                await self._caught_up(live, stored.seq)
                 live.last_seq = stored.seq
-                if after_store is not None:
-                    await after_store()
                 live.deliver_event(stored)
         return stored
 
@@ -108,7 +109,16 @@ class FanOut:
             with trio.CancelScope(shield=True):
                 stored = await self._services.rooms.close(access, user)
                 if stored is not None:
-                    await self._relay.catch_up(live, stored.seq)
+                    await self._caught_up(live, stored.seq)
                     live.last_seq = stored.seq
                     live.deliver_event(stored)
         return stored is not None
+
+    async def _caught_up(self, live: LiveRoom, seq: int) -> None:
+        """Relay what others stored before our `seq`; if the database fails right now, our
+        stored event is sent all the same (members fetch the skipped ones on resume)."""
+        try:
+            await self._relay.catch_up(live, seq)
+        except ClassroomError as exc:
+            log.warning("room %s: events before seq %s not relayed: %s", live.id, seq,
+                        exc.message)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from classroom import Services, limits
+from classroom import Services, StateWrite, limits
 from classroom.errors import Forbidden, Invalid, NotFound
 from classroom.lab import CODE_EVENTS
 from classroom.live import SPECS, Audience, EventSpec, Keep, user_id_of
@@ -176,42 +176,26 @@ class Dispatcher:
         elif spec.audience is Audience.TARGET:
             recipient = data["user_id"]
             await self._services.rooms.check_private_target(access, recipient)
-        after_store = None
+        state: tuple[StateWrite, ...] = ()
         if spec.name in CODE_EVENTS:
-            after_store = await self._code_writer(live, client, spec, data)
+            # Merged before storing, so a share past the limits is refused, nothing stored.
+            lab = self._services.lab
+            files = await lab.merged_code(live.id, client.user.id, spec.name, data["files"])
+            state = lab.code_state(client.user.id, files)
         elif spec.state is not None:
-            after_store = self._state_writer(live, client, spec, data, recipient)
+            state = (self._state_write(client, spec, data, recipient),)
         stored = await self._hub.publish(live, spec.emitted, client.user, recipient, data,
-                                         after_store=after_store)
+                                         state=state)
         client.ack(envelope.ref, seq=stored.seq)
 
-    async def _code_writer(self, live: LiveRoom, client: Client, spec: EventSpec,
-                           data: dict[str, Any]) -> Callable[[], Awaitable[None]]:
-        # Merged before storing, so a share past the limits is refused with nothing stored.
-        lab = self._services.lab
-        files = await lab.merged_code(live.id, client.user.id, spec.name, data["files"])
-
-        async def write() -> None:
-            await lab.save_code(live.id, client.user.id, files, self._services.clock())
-
-        return write
-
-    def _state_writer(self, live: LiveRoom, client: Client, spec: EventSpec,
-                      data: dict[str, Any], recipient: int | None
-                      ) -> Callable[[], Awaitable[None]]:
+    def _state_write(self, client: Client, spec: EventSpec, data: dict[str, Any],
+                     recipient: int | None) -> StateWrite:
         assert spec.state is not None
         rule = spec.state
-        rooms = self._services.rooms
         name = rule.name(data)
-        value = json.dumps({"event": spec.emitted, **data}, ensure_ascii=False)
-
-        async def write() -> None:
-            if rule.keep is Keep.CLEAR:
-                await rooms.clear_state(live.id, name)
-            else:
-                owner = {Keep.ROOM: 0, Keep.SENDER: client.user.id,
-                         Keep.TARGET: recipient or 0}[rule.keep]
-                await rooms.save_state(live.id, owner, name, value)
-
-        return write
-
+        if rule.keep is Keep.CLEAR:
+            return StateWrite(0, name, None)
+        owner = {Keep.ROOM: 0, Keep.SENDER: client.user.id,
+                 Keep.TARGET: recipient or 0}[rule.keep]
+        return StateWrite(owner, name, json.dumps({"event": spec.emitted, **data},
+                                                  ensure_ascii=False))

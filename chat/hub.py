@@ -10,12 +10,12 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from typing import Any, Final
 
 import trio
 
-from classroom import RoomEvent, Services, User
+from classroom import RoomEvent, Services, StateWrite, User
 from classroom.rooms import RoomAccess
 from classroom.rules import Action, may
 from classroom.views import user_view
@@ -185,11 +185,10 @@ class RoomHub:
 
     async def publish(self, live: LiveRoom, event: str, sender: User,
                       recipient_id: int | None, data: dict[str, Any],
-                      *, after_store: Callable[[], Awaitable[None]] | None = None
-                      ) -> RoomEvent:
+                      *, state: Sequence[StateWrite] = ()) -> RoomEvent:
         """See FanOut.publish."""
         return await self.fanout.publish(live, event, sender, recipient_id, data,
-                                         after_store=after_store)
+                                         state=state)
 
     async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:
         """End the room: `room/closed` stored and sent to everyone, then all leave.

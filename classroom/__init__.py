@@ -12,6 +12,7 @@ from storage import (
     Post,
     Room,
     RoomEvent,
+    StateWrite,
     TagCount,
     User,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Room",
     "RoomEvent",
     "Services",
+    "StateWrite",
     "TagCount",
     "User",
 ]

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import attrs
 
-from storage import RoomEvent, StateValue, Storage, User
+from storage import RoomEvent, StateValue, StateWrite, Storage, User
 
 from .errors import TooLarge, translate_storage_errors
 from .live import MAX_FILES_PER_SHARE, MAX_SHARE_BYTES
@@ -116,15 +116,14 @@ class Lab:
             before = {f["filename"]: f for f in _load(value).get("files", [])}
         return merge_files(before, event, files)
 
-    @translate_storage_errors
-    async def save_code(self, room_id: int, student_id: int, files: list[dict[str, str]],
-                        now: Any) -> None:
+    def code_state(self, student_id: int, files: list[dict[str, str]]
+                   ) -> tuple[StateWrite, ...]:
+        """The state a code share writes, stored with its event: the files and a summary."""
         summary = [{"filename": f["filename"], "status": f["status"],
                     "size": len(f["content"].encode("utf-8", "surrogatepass"))} for f in files]
-        await self._storage.set_state(room_id, student_id, CODE,
-                                      json.dumps({"files": files}, ensure_ascii=False), now)
-        await self._storage.set_state(room_id, student_id, FILES,
-                                      json.dumps({"files": summary}, ensure_ascii=False), now)
+        return (StateWrite(student_id, CODE, json.dumps({"files": files}, ensure_ascii=False)),
+                StateWrite(student_id, FILES,
+                           json.dumps({"files": summary}, ensure_ascii=False)))
 
 
 def merge_files(before: dict[str, dict[str, str]], event: str, files: list[dict[str, str]]

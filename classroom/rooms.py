@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from storage import Attendance, Classroom, Room, RoomEvent, Storage, User
+from storage import Attendance, Classroom, Room, RoomEvent, StateWrite, Storage, User
 
 from . import limits
 from .classes import Classes
@@ -186,13 +186,16 @@ class Rooms:
 
     @translate_storage_errors
     async def append(self, room_id: int, event: str, sender: User, recipient_id: int | None,
-                     data: Mapping[str, Any]) -> RoomEvent:
+                     data: Mapping[str, Any], *, state: Sequence[StateWrite] = ()
+                     ) -> RoomEvent:
         """Store an event (already authorized and validated by the caller) under the room's
-        next seq. Invalid once the room has ended, wherever it was ended (a chat server's
-        copy of the room may predate an end from the web)."""
+        next seq, with the room state it changes (all or nothing). Invalid once the room has
+        ended, wherever it was ended (a chat server's copy of the room may predate an end
+        from the web)."""
         now = self._now()
         stored = await self._storage.append_event(room_id, event, sender.id, recipient_id,
-                                                  stored_data(room_id, sender, data, now), now)
+                                                  stored_data(room_id, sender, data, now), now,
+                                                  state=state)
         if stored is None:
             raise Invalid("this room has ended; its history stays readable")
         return stored
@@ -229,14 +232,6 @@ class Rooms:
         """A class's members with their roles (the caller has checked membership)."""
         members = await self._storage.list_members(classroom_id)
         return [(m.user, Role(m.role)) for m in members]
-
-    @translate_storage_errors
-    async def save_state(self, room_id: int, user_id: int, name: str, value: str) -> None:
-        await self._storage.set_state(room_id, user_id, name, value, self._now())
-
-    @translate_storage_errors
-    async def clear_state(self, room_id: int, name: str) -> None:
-        await self._storage.clear_state(room_id, name)
 
     @translate_storage_errors
     async def state(self, room_id: int, name: str) -> dict[int, str]:

@@ -18,6 +18,7 @@ from .records import (
     Room,
     RoomEvent,
     StateValue,
+    StateWrite,
     TagCount,
     User,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Room",
     "RoomEvent",
     "StateValue",
+    "StateWrite",
     "Storage",
     "StorageError",
     "StorageUnavailable",

@@ -105,6 +105,16 @@ class Attendance:
 
 
 @attrs.frozen
+class StateWrite:
+    """A change of room state stored in the same transaction as its event: `value` for
+    (`user_id`, `name`), or, when `value` is None, `name` forgotten for every user."""
+
+    user_id: int
+    name: str
+    value: str | None
+
+
+@attrs.frozen
 class StateValue:
     """A piece of a room's state (steps, settings, a student's status) by name and user
     (user 0 for the whole room)."""

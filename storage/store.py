@@ -32,6 +32,7 @@ from .records import (
     Room,
     RoomEvent,
     StateValue,
+    StateWrite,
     TagCount,
     User,
 )
@@ -46,6 +47,11 @@ _ROOM_COLUMNS: Final = (
 # Values per `IN (...)` list: well under both databases' placeholder limits.
 _IN_LIST_PAGE: Final = 500
 _EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
+# One statement (both dialects know REPLACE): a DELETE then INSERT transaction deadlocks on
+# MySQL when several users set a first value at once (gap locks).
+_REPLACE_STATE: Final = ("REPLACE INTO room_state (room_id, user_id, name, value, updated_at)"
+                         " VALUES (%s, %s, %s, %s, %s)")
+_CLEAR_STATE: Final = "DELETE FROM room_state WHERE room_id = %s AND name = %s"
 
 # Scopes of the cache invalidation log (see the module docstring).
 CHANGE_USER: Final = "user"
@@ -520,12 +526,17 @@ class Storage:
         return written.rowcount == 1
 
     async def append_event(self, room_id: int, event: str, sender_id: int,
-                           recipient_id: int | None, data: str, now: datetime
-                           ) -> RoomEvent | None:
-        """Store one event under the room's next seq; None (nothing stored) when the room
-        has ended or does not exist, checked in the same statement that takes the seq."""
+                           recipient_id: int | None, data: str, now: datetime,
+                           *, state: Sequence[StateWrite] = ()) -> RoomEvent | None:
+        """Store one event under the room's next seq, with the room state it changes, in one
+        transaction: all of it or nothing. None (nothing stored) when the room has ended or
+        does not exist, checked in the same statement that takes the seq."""
         async with self.db.transaction() as tx:
-            return await self._append(tx, room_id, event, sender_id, recipient_id, data, now)
+            stored = await self._append(tx, room_id, event, sender_id, recipient_id, data, now)
+            if stored is not None:
+                for write in state:
+                    await self._write_state(tx, room_id, write, now)
+            return stored
 
     async def _append(self, tx: Executor, room_id: int, event: str, sender_id: int,
                       recipient_id: int | None, data: str, now: datetime) -> RoomEvent | None:
@@ -657,16 +668,19 @@ class Storage:
     async def set_state(self, room_id: int, user_id: int, name: str, value: str,
                         now: datetime) -> None:
         """Replace one value (user 0: the room's own)."""
-        # One statement (both dialects know REPLACE): a DELETE then INSERT transaction
-        # deadlocks on MySQL when several users set a first value at once (gap locks).
-        await self.db.execute(
-            "REPLACE INTO room_state (room_id, user_id, name, value, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s)", (room_id, user_id, name, value, now))
+        await self._write_state(self.db, room_id, StateWrite(user_id, name, value), now)
 
     async def clear_state(self, room_id: int, name: str) -> None:
         """Forget a value for every user of the room."""
-        await self.db.execute("DELETE FROM room_state WHERE room_id = %s AND name = %s",
-                              (room_id, name))
+        await self.db.execute(_CLEAR_STATE, (room_id, name))
+
+    async def _write_state(self, ex: Executor, room_id: int, write: StateWrite,
+                           now: datetime) -> None:
+        if write.value is None:
+            await ex.execute(_CLEAR_STATE, (room_id, write.name))
+        else:
+            await ex.execute(_REPLACE_STATE, (room_id, write.user_id, write.name, write.value,
+                                              now))
 
     async def list_state(self, room_id: int, name: str) -> list[StateValue]:
         rows = await self.db.fetch_all(
