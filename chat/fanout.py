@@ -86,17 +86,23 @@ class FanOut:
 
     async def publish(self, live: LiveRoom, event: str, sender: User,
                       recipient_id: int | None, data: dict[str, Any],
-                      *, state: Sequence[StateWrite] = ()) -> RoomEvent:
+                      *, state: Sequence[StateWrite] = (),
+                      client_id: str | None = None) -> RoomEvent:
         """Store the event with the room state it changes (one transaction), then send it to
         the room (recipient None) or to the sender and the recipient only. Whatever was
-        stored is sent: nothing fails between the store and the queueing."""
+        stored is sent: nothing fails between the store and the queueing. A resend (the
+        sender's `client_id` again) returns the first event, sent again to nobody."""
         async with live.lock:
             # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
             # removed or times out mid-store must not leave an event stored but unsent, a
             # gap live members would only see after a resume.
             with trio.CancelScope(shield=True):
                 stored = await self._services.rooms.append(live.id, event, sender,
-                                                           recipient_id, data, state=state)
+                                                           recipient_id, data, state=state,
+                                                           client_id=client_id)
+                if stored.room_id != live.id or stored.seq <= live.last_seq:
+                    return stored  # a resend of an event already sent here
+                # (A resend of an event another server stored is new here: it is sent now.)
                 await self._caught_up(live, stored.seq)
                 live.last_seq = stored.seq
                 live.deliver_event(stored)

@@ -185,7 +185,7 @@ class Dispatcher:
         elif spec.state is not None:
             state = (self._state_write(client, spec, data, recipient),)
         stored = await self._hub.publish(live, spec.emitted, client.user, recipient, data,
-                                         state=state)
+                                         state=state, client_id=envelope.id)
         client.ack(envelope.ref, seq=stored.seq)
 
     def _state_write(self, client: Client, spec: EventSpec, data: dict[str, Any],

@@ -185,10 +185,11 @@ class RoomHub:
 
     async def publish(self, live: LiveRoom, event: str, sender: User,
                       recipient_id: int | None, data: dict[str, Any],
-                      *, state: Sequence[StateWrite] = ()) -> RoomEvent:
+                      *, state: Sequence[StateWrite] = (),
+                      client_id: str | None = None) -> RoomEvent:
         """See FanOut.publish."""
         return await self.fanout.publish(live, event, sender, recipient_id, data,
-                                         state=state)
+                                         state=state, client_id=client_id)
 
     async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:
         """End the room: `room/closed` stored and sent to everyone, then all leave.

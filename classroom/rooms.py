@@ -186,16 +186,17 @@ class Rooms:
 
     @translate_storage_errors
     async def append(self, room_id: int, event: str, sender: User, recipient_id: int | None,
-                     data: Mapping[str, Any], *, state: Sequence[StateWrite] = ()
-                     ) -> RoomEvent:
+                     data: Mapping[str, Any], *, state: Sequence[StateWrite] = (),
+                     client_id: str | None = None) -> RoomEvent:
         """Store an event (already authorized and validated by the caller) under the room's
         next seq, with the room state it changes (all or nothing). Invalid once the room has
         ended, wherever it was ended (a chat server's copy of the room may predate an end
-        from the web)."""
+        from the web). A resend (`client_id` the sender used before) stores nothing and
+        returns the first event."""
         now = self._now()
         stored = await self._storage.append_event(room_id, event, sender.id, recipient_id,
                                                   stored_data(room_id, sender, data, now), now,
-                                                  state=state)
+                                                  state=state, client_id=client_id)
         if stored is None:
             raise Invalid("this room has ended; its history stays readable")
         return stored

@@ -13,6 +13,7 @@ from .clock import Clock, utcnow
 from .errors import translate_storage_errors
 from .lab import Lab
 from .posts import Posts
+from .replays import Replays
 from .rooms import Rooms
 
 
@@ -24,6 +25,7 @@ class Services:
     posts: Posts
     rooms: Rooms
     lab: Lab
+    replays: Replays
     clock: Clock
     # Serves only while `cache.follow()` runs (start-up starts it); see cache.py.
     cache: Cache
@@ -40,6 +42,7 @@ class Services:
             posts=Posts(storage, classes, cache, clock=clock),
             rooms=rooms,
             lab=Lab(storage, rooms),
+            replays=Replays(storage, clock=clock),
             clock=clock,
             cache=cache,
         )

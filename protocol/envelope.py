@@ -1,5 +1,6 @@
 """The live protocol's wire format: one JSON object per WebSocket text frame,
-`{"event": "<name>", "data": {...}, "ref": <optional client number>}` from clients, and
+`{"event": "<name>", "data": {...}, "ref": <optional client number>, "id": <optional client
+string>}` from clients (the `id` makes a resend recognizable), and
 `{"event": ..., "seq": ..., "ref": ..., "data": ...}` from the server. Sans-IO: text in,
 values out, and the other way round. Knows nothing of what the events mean."""
 
@@ -17,6 +18,9 @@ MAX_EVENT_NAME: Final = 64
 # JavaScript's safe integer range: a ref must survive a round trip through a browser.
 MAX_REF: Final = 2**53 - 1
 _EVENT_NAME: Final = re.compile(r"[a-z][a-z_]*(/[a-z_]+)*")
+# A client's own event id: unique per sender (a UUID, or a counter with a random prefix).
+MAX_ID: Final = 64
+_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9._:-]+")
 
 
 class EnvelopeError(Exception):
@@ -35,6 +39,7 @@ class Envelope:
     event: str
     data: Mapping[str, Any]
     ref: int | None = None
+    id: str | None = None
 
 
 _TOO_LARGE: Final = f"frames are limited to {MAX_FRAME_BYTES} bytes"
@@ -85,10 +90,15 @@ def parse_envelope(frame: str | bytes) -> Envelope:
         data = {}
     if not isinstance(data, dict):
         raise EnvelopeError("bad_frame", "data must be a JSON object", ref)
-    unknown = set(obj) - {"event", "data", "ref"}
+    unknown = set(obj) - {"event", "data", "ref", "id"}
     if unknown:
         raise EnvelopeError("bad_frame", f"unknown keys: {', '.join(sorted(unknown))}", ref)
-    return Envelope(event=event, data=data, ref=ref)
+    client_id = obj.get("id")
+    if client_id is not None and not (isinstance(client_id, str) and len(client_id) <= MAX_ID
+                                      and _CLIENT_ID.fullmatch(client_id)):
+        raise EnvelopeError("bad_frame", f"id must be 1 to {MAX_ID} characters of A-Z a-z 0-9"
+                            " . _ : -", ref)
+    return Envelope(event=event, data=data, ref=ref, id=client_id)
 
 
 def encode_data(data: Mapping[str, Any]) -> str:

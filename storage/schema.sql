@@ -161,3 +161,17 @@ CREATE TABLE IF NOT EXISTS cache_changes (
     created_at DATETIME(6) NOT NULL,
     KEY cache_changes_time (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- A client's retry of a request (a live event's `id`, an API POST's Idempotency-Key) gets the
+-- first answer again instead of doing the work twice. `answer` is empty while the first
+-- request is still running. Kept for a day (housekeeping).
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id BIGINT NOT NULL,
+    scope VARCHAR(120) NOT NULL,
+    idem_key VARCHAR(100) NOT NULL,
+    answer MEDIUMTEXT NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (user_id, scope, idem_key),
+    KEY idempotency_created (created_at),
+    CONSTRAINT idempotency_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

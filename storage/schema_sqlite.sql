@@ -158,3 +158,14 @@ CREATE TABLE IF NOT EXISTS cache_changes (
     created_at DATETIME NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cache_changes_time ON cache_changes (created_at);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id BIGINT NOT NULL,
+    scope VARCHAR(120) NOT NULL,
+    idem_key VARCHAR(100) NOT NULL,
+    answer MEDIUMTEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    PRIMARY KEY (user_id, scope, idem_key),
+    CONSTRAINT idempotency_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency_keys (created_at);

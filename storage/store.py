@@ -16,12 +16,12 @@ staleness bound; the notification drops this process's copy at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Final
 
 from .database import Database, Executor, Row, split_script
-from .errors import StorageError
+from .errors import DuplicateKey, StorageError
 from .migrations import SCHEMA_VERSION, STEPS
 from .records import (
     Attendance,
@@ -46,6 +46,10 @@ _ROOM_COLUMNS: Final = (
 )
 # Values per `IN (...)` list: well under both databases' placeholder limits.
 _IN_LIST_PAGE: Final = 500
+# Live events' client ids share the idempotency_keys table under this scope.
+LIVE_SCOPE: Final = "live"
+# How long a retry may come after its first try and still get the first answer.
+KEY_LIFETIME: Final = timedelta(days=1)
 _EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
 # One statement (both dialects know REPLACE): a DELETE then INSERT transaction deadlocks on
 # MySQL when several users set a first value at once (gap locks).
@@ -273,8 +277,11 @@ class Storage:
         self._notify(CHANGE_USER, user_id)
 
     async def delete_expired(self, now: datetime, failures_before: datetime) -> None:
-        """Forget expired sign-ins and login failures older than the throttle window."""
+        """Forget expired sign-ins, login failures older than the throttle window and
+        idempotency keys older than a day."""
         await self.db.execute("DELETE FROM auth_sessions WHERE expires_at <= %s", (now,))
+        await self.db.execute("DELETE FROM idempotency_keys WHERE created_at < %s",
+                              (now - KEY_LIFETIME,))
         await self.db.execute("DELETE FROM login_failures WHERE failed_at < %s",
                               (failures_before,))
         # Caches read the log a few times a second; an old row serves nobody.
@@ -527,16 +534,81 @@ class Storage:
 
     async def append_event(self, room_id: int, event: str, sender_id: int,
                            recipient_id: int | None, data: str, now: datetime,
-                           *, state: Sequence[StateWrite] = ()) -> RoomEvent | None:
+                           *, state: Sequence[StateWrite] = (),
+                           client_id: str | None = None) -> RoomEvent | None:
         """Store one event under the room's next seq, with the room state it changes, in one
         transaction: all of it or nothing. None (nothing stored) when the room has ended or
-        does not exist, checked in the same statement that takes the seq."""
-        async with self.db.transaction() as tx:
-            stored = await self._append(tx, room_id, event, sender_id, recipient_id, data, now)
-            if stored is not None:
+        does not exist, checked in the same statement that takes the seq.
+
+        `client_id`: the sender's own id for the event. When the sender already stored an
+        event under it (a resend), nothing is stored and that first event is returned."""
+        if client_id is not None:
+            first = await self._event_of_key(sender_id, client_id)
+            if first is not None:
+                return first
+        try:
+            async with self.db.transaction() as tx:
+                stored = await self._append(tx, room_id, event, sender_id, recipient_id, data,
+                                            now)
+                if stored is None:
+                    return None
                 for write in state:
                     await self._write_state(tx, room_id, write, now)
-            return stored
+                if client_id is not None:
+                    await tx.execute(
+                        "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
+                        " created_at) VALUES (%s, %s, %s, %s, %s)",
+                        (sender_id, LIVE_SCOPE, client_id, f"{room_id}:{stored.seq}", now))
+                return stored
+        except DuplicateKey:
+            # The same id sent twice at once (two connections): the other one stored it.
+            if client_id is None:
+                raise
+            first = await self._event_of_key(sender_id, client_id)
+            if first is None:
+                raise
+            return first
+
+    async def _event_of_key(self, sender_id: int, client_id: str) -> RoomEvent | None:
+        row = await self.db.fetch_one(
+            "SELECT answer FROM idempotency_keys WHERE user_id = %s AND scope = %s"
+            " AND idem_key = %s", (sender_id, LIVE_SCOPE, client_id))
+        if row is None:
+            return None
+        room_id, _, seq = str(row[0]).partition(":")
+        found = await self.db.fetch_one(
+            f"SELECT {_EVENT_COLUMNS} FROM room_events WHERE room_id = %s AND seq = %s",
+            (int(room_id), int(seq)))
+        return _event(found) if found else None
+
+    # -- idempotency keys of other requests (the JSON API's POSTs) ------------------------
+
+    async def reserve_key(self, user_id: int, scope: str, key: str, now: datetime
+                          ) -> str | None:
+        """Claim `key` for a request about to run: None when it is new (the caller runs the
+        request, then `answer_key` or `release_key`); else the first request's answer, ""
+        while that one is still running."""
+        try:
+            await self.db.execute(
+                "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer, created_at)"
+                " VALUES (%s, %s, %s, '', %s)", (user_id, scope, key, now))
+        except DuplicateKey:
+            row = await self.db.fetch_one(
+                "SELECT answer FROM idempotency_keys WHERE user_id = %s AND scope = %s"
+                " AND idem_key = %s", (user_id, scope, key))
+            return "" if row is None else str(row[0])
+        return None
+
+    async def answer_key(self, user_id: int, scope: str, key: str, answer: str) -> None:
+        await self.db.execute(
+            "UPDATE idempotency_keys SET answer = %s WHERE user_id = %s AND scope = %s"
+            " AND idem_key = %s", (answer, user_id, scope, key))
+
+    async def release_key(self, user_id: int, scope: str, key: str) -> None:
+        """The request failed: a retry with this key runs afresh."""
+        await self.db.execute(
+            "DELETE FROM idempotency_keys WHERE user_id = %s AND scope = %s AND idem_key = %s"
+            " AND answer = ''", (user_id, scope, key))
 
     async def _append(self, tx: Executor, room_id: int, event: str, sender_id: int,
                       recipient_id: int | None, data: str, now: datetime) -> RoomEvent | None:

@@ -4,15 +4,24 @@ Every POST body must be `application/json` (415 otherwise; an empty body counts 
 a cross-site HTML form cannot send that type, which is what keeps cookie-authenticated API
 calls safe from CSRF without a token. Errors leave through `errors.http_error` like the
 pages' do, and `errors.error_page` shapes them as `{"error": {"code", "message"}}`.
+
+A signed-in POST may carry an `Idempotency-Key` header: a retry with the same key (same user,
+same path) gets the first successful answer again, with `Idempotent-Replayed: true`, and
+changes nothing; a failed first try leaves no trace, so its retry runs afresh.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import attrs
+import trio
 
+from classroom import User
+from classroom.errors import ClassroomError
 from classroom.posts import PAGE_SIZE
 from classroom.rooms import DISCUSSION, HISTORY_PAGE, LIVE
 from classroom.rules import Role
@@ -23,11 +32,12 @@ from protocol import Handler, Request, Response, Router
 from . import serialize
 from .auth import Sessions, Visitor
 from .inputs import json_object, json_tags, json_text, query_int
-from .render import json_response
+from .render import json_response, with_security
 
 __all__ = ["API_ROOT", "Api"]
 
 API_ROOT: Final = "/api/v1"
+log = logging.getLogger("web.api")
 
 
 @attrs.frozen
@@ -85,9 +95,47 @@ class Api:
 
     def _serve(self, handler: ApiHandler) -> Handler:
         async def serve(request: Request) -> Response:
-            return await handler(Call(request, await self._sessions.visitor(request)))
+            call = Call(request, await self._sessions.visitor(request))
+            key = request.header("idempotency-key")
+            user = call.visitor.user
+            if request.method != "POST" or key is None or user is None:
+                return await handler(call)
+            return await self._once(call, handler, user, key.strip())
 
         return serve
+
+    async def _once(self, call: Call, handler: ApiHandler, user: User, key: str) -> Response:
+        replays = self._services.replays
+        scope = f"POST {call.request.path}"
+        first = await replays.begin(user, scope, key)
+        if first is not None:
+            saved = json.loads(first)
+            return with_security(Response(
+                saved["status"], (("Content-Type", saved["type"]),
+                                  ("Idempotent-Replayed", "true")), saved["body"].encode()))
+        try:
+            response = await handler(call)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._abandon(user, scope, key)
+            raise
+        if not 200 <= response.status < 300:
+            await self._abandon(user, scope, key)
+            return response
+        answer = {"status": response.status, "body": response.body.decode(),
+                  "type": response.header("content-type") or "application/json"}
+        try:
+            await replays.finish(user, scope, key, json.dumps(answer))
+        except ClassroomError as exc:
+            # The work is done: answer it. A retry now meets 409 until the key expires.
+            log.warning("Idempotency-Key of user %s not saved: %s", user.id, exc.message)
+        return response
+
+    async def _abandon(self, user: User, scope: str, key: str) -> None:
+        try:
+            await self._services.replays.abandon(user, scope, key)
+        except ClassroomError as exc:
+            log.warning("Idempotency-Key of user %s not released: %s", user.id, exc.message)
 
     # -- accounts ----------------------------------------------------------------------
 

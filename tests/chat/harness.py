@@ -251,12 +251,15 @@ class Peer:
         self.sock: trio.socket.SocketType | None = None  # connect_stalled's raw socket
 
     async def send(self, event: str, data: dict[str, Any] | None = None,
-                   ref: int | None = None) -> int:
+                   ref: int | None = None, *, id: str | None = None) -> int:
+        """Send an event (with the client's own `id` if given); its ref."""
         if ref is None:
             self._ref += 1
             ref = self._ref
-        await self.ws.send_message(json.dumps({"event": event, "data": data or {},
-                                               "ref": ref}))
+        frame: Frame = {"event": event, "data": data or {}, "ref": ref}
+        if id is not None:
+            frame["id"] = id
+        await self.ws.send_message(json.dumps(frame))
         return ref
 
     async def send_raw(self, frame: str | bytes) -> None:
@@ -299,9 +302,10 @@ class Peer:
         """Read until the frame that answers `ref` (ack, error or a named answer)."""
         return await self.wait_for(lambda f: f.get("ref") == ref)
 
-    async def call(self, event: str, data: dict[str, Any] | None = None) -> Frame:
+    async def call(self, event: str, data: dict[str, Any] | None = None, *,
+                   id: str | None = None) -> Frame:
         """Send and return the answer, whatever it is."""
-        return await self.answer(await self.send(event, data))
+        return await self.answer(await self.send(event, data, id=id))
 
     async def request(self, event: str, data: dict[str, Any] | None = None,
                       answer: str = "ack") -> Frame:

@@ -20,6 +20,7 @@ TABLES = {
     "schema_version", "users", "auth_sessions", "login_failures", "classrooms", "memberships",
     "posts", "tags", "post_tags", "rooms", "room_events", "room_bans", "attendance", "room_state",
     "cache_changes",
+    "idempotency_keys",
 }
 
 
