@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -43,8 +44,9 @@ SILENCE_DEAD = 15.0  # and drop it when quiet this long
 CONNECT_TIMEOUT = 5.0
 RELAY_WAIT = 2.5  # chat servers relay each other's events every 2 s
 # After `unavailable` (or no answer) the server's shielded store may still commit, later:
-# look this long for the message before sending it again. The protocol has no client message
-# id, so a resend can only ever be a guess; see the scenario's "stored N times" check.
+# look this long for the message before sending it again. Every try carries the message's own
+# id, so a resend of a message that was stored after all is not stored twice (the scenario's
+# "stored N times" check); looking first only saves the round trip.
 SLOW_STORE_WAIT = 15.0
 REPLAY_QUIET = 3.0  # a join answer's history is through after this long without frames
 
@@ -75,6 +77,8 @@ class Chat:
         self.ws: WebSocket | None = None
         self.lock = threading.Lock()
         self.next_ref = 100
+        # Message ids: unique to this agent run (a restarted agent must not reuse them).
+        self.id_prefix = secrets.token_hex(8)
         self.pending: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self.join_ref = 0
         self.joined_before = False
@@ -259,7 +263,8 @@ class Chat:
                     continue
                 try:
                     ws.send_json("message", {"room_id": self.room_id,
-                                             "text": f"{mid}@{time.time():.6f}"}, ref=ref)
+                                             "text": f"{mid}@{time.time():.6f}"}, ref=ref,
+                                 id=f"{self.id_prefix}-{k}")
                 except Closed:
                     unsure = RELAY_WAIT
                     continue

@@ -88,10 +88,14 @@ class WebSocket:
             except OSError as exc:
                 raise Closed(str(exc)) from exc
 
-    def send_json(self, event: str, data: dict[str, Any], ref: int | None = None) -> None:
+    def send_json(self, event: str, data: dict[str, Any], ref: int | None = None,
+                  id: str | None = None) -> None:
+        """`id`: the event's own id, the same on every resend (the server stores it once)."""
         frame: dict[str, Any] = {"event": event, "data": data}
         if ref is not None:
             frame["ref"] = ref
+        if id is not None:
+            frame["id"] = id
         self._send_frame(0x1, json.dumps(frame, separators=(",", ":")).encode())
 
     def ping(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from typing import Any, Final
@@ -113,6 +114,7 @@ def parse_command(line: str) -> Command:
 class _Sent:
     event: str
     text: str
+    out: _Out | None = None  # what to send again if the connection drops before the ack
 
 
 @attrs.define
@@ -124,12 +126,18 @@ class _Out:
     data: dict[str, Any]
     sent: _Sent | None = None
     label: str = ""
+    # The event's own id (messages): a resend after a dropped connection carries the same
+    # one, so the server stores it once however many times it arrives.
+    id: str | None = None
 
 
-def _frame(event: str, data: Mapping[str, Any], ref: int | None = None) -> str:
+def _frame(event: str, data: Mapping[str, Any], ref: int | None = None,
+           id: str | None = None) -> str:
     obj: dict[str, Any] = {"event": event, "data": dict(data)}
     if ref is not None:
         obj["ref"] = ref
+    if id is not None:
+        obj["id"] = id
     return encode_data(obj)
 
 
@@ -164,6 +172,9 @@ class ChatSession:
         self._join_ref: int | None = None
         self._ref = 0
         self._asked_history: dict[int, str] = {}
+        # Event ids: unique to this client run, then a counter.
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = 0
 
     # -- outputs -------------------------------------------------------------------------
 
@@ -181,7 +192,7 @@ class ChatSession:
                     self._inflight[ref] = out.sent
                 else:
                     self._asked_history[ref] = out.label
-                frames.append(_frame(out.event, out.data, ref))
+                frames.append(_frame(out.event, out.data, ref, out.id))
             self._queued = []
         return frames
 
@@ -220,10 +231,12 @@ class ChatSession:
             return
         if was_joined or not self.ever_joined:
             self._say(f"! {why}")
+        resend = [sent.out for sent in self._inflight.values() if sent.out is not None]
         for sent in self._inflight.values():
             self._say(f"! not confirmed before the connection dropped: {_short(sent.text)!r}"
-                      " (it shows up after reconnecting if the server stored it)")
+                      " (sent again after reconnecting; stored once)")
         self._inflight.clear()
+        self._queued[:0] = resend
 
     def quit(self, code: int = 0) -> None:
         if self.exit_code is None:
@@ -385,7 +398,10 @@ class ChatSession:
     def _send(self, event: str, data: dict[str, Any], text: str) -> None:
         if not self.joined:
             self._say("(not connected: will send when back)")
-        self._queued.append(_Out(event, {"room_id": self.room_id, **data}, _Sent(event, text)))
+        self._ids += 1
+        out = _Out(event, {"room_id": self.room_id, **data}, id=f"{self._id_prefix}-{self._ids}")
+        out.sent = _Sent(event, text, out)
+        self._queued.append(out)
 
     def _to(self, arg: str) -> None:
         if not self.ever_joined:

@@ -201,10 +201,23 @@
     setStatus("ok", "connected");
   }
 
-  function send(event, data) {
+  // An event's own id: the server stores an event once per id, so a message sent again
+  // after a dropped connection (its ack lost) is never doubled.
+  const idPrefix = Array.from(crypto.getRandomValues(new Uint8Array(8)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  let idCount = 0;
+
+  function newId() {
+    idCount += 1;
+    return idPrefix + "-" + idCount;
+  }
+
+  function send(event, data, id) {
     if (!conn.ws || conn.ws.readyState !== WebSocket.OPEN) return null;
     conn.nextRef += 1;
-    conn.ws.send(JSON.stringify({ event: event, data: data, ref: conn.nextRef }));
+    const frame = { event: event, data: data, ref: conn.nextRef };
+    if (id) frame.id = id;
+    conn.ws.send(JSON.stringify(frame));
     return conn.nextRef;
   }
 
@@ -358,7 +371,8 @@
     const endButton = $("end-button");
     const endConfirm = $("end-confirm");
     const sendTo = $("send-to");
-    const pending = new Map(); // ref -> {text, to, ask}, until the server acks or refuses it
+    const pending = new Map(); // ref -> {text, to, ask, event, data, id}, until acked or refused
+    let unconfirmed = []; // sent before the connection dropped, unanswered: sent again once back
 
     function showSendError(text) {
       sendError.textContent = text;
@@ -530,12 +544,16 @@
       } else if (toggle && toggle.checked) {
         event = "message/to_mentor";
       }
-      const ref = send(event, data);
+      const id = newId();
+      const ref = send(event, data, id);
       if (ref === null) {
         showSendError("Not connected: your message was not sent. It is still in the box.");
         return;
       }
-      pending.set(ref, { text: text, to: target ? target.value : "", ask: Boolean(toggle && toggle.checked) });
+      pending.set(ref, {
+        text: text, to: target ? target.value : "", ask: Boolean(toggle && toggle.checked),
+        event: event, data: data, id: id,
+      });
       input.value = "";
       clearSendError();
       // A private reply is one message: the next one goes to everyone again unless chosen.
@@ -586,6 +604,15 @@
         renderMembers();
         setStale(false);
         setReady(true);
+        // Messages whose ack the dropped connection lost go again, under their first ids:
+        // stored once whether or not the first try arrived.
+        const again = unconfirmed;
+        unconfirmed = [];
+        for (const message of again) {
+          const ref = send(message.event, message.data, message.id);
+          if (ref !== null) pending.set(ref, message);
+        }
+        if (again.length) clearSendError();
       },
       presence: (data) => {
         const member = room.members.get(data.user_id);
@@ -636,7 +663,8 @@
         setReady(false);
         if (pending.size) {
           showSendError("The connection dropped before the server confirmed your last " +
-            "message. If it was stored, it shows up once the page reconnects.");
+            "message. It is sent again (once) when the page reconnects.");
+          unconfirmed = unconfirmed.concat(Array.from(pending.values()));
           pending.clear();
         }
       },
