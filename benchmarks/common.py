@@ -25,7 +25,9 @@ def server_process(db_url: str, *extra: str) -> Iterator[dict[str, str]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "classroom.cli", "serve", "--http", "127.0.0.1:0",
-         "--chat", "127.0.0.1:0", "--db", db_url, *extra],
+         "--chat", "127.0.0.1:0", "--db", db_url,
+         # The load generator is one address standing for many clients.
+         "--http-per-address", "1000", "--chat-per-address", "10000", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 30

@@ -16,6 +16,7 @@ import attrs
 from storage import Attendance, Classroom, Room, RoomEvent, StateWrite, Storage, User
 
 from . import limits
+from .cache import Cache
 from .classes import Classes
 from .clock import Clock, utcnow
 from .errors import Conflict, Forbidden, Invalid, NotFound, translate_storage_errors
@@ -45,9 +46,11 @@ RoomListener = Callable[[Room], None]
 
 
 class Rooms:
-    def __init__(self, storage: Storage, classes: Classes, *, clock: Clock = utcnow) -> None:
+    def __init__(self, storage: Storage, classes: Classes, cache: Cache, *,
+                 clock: Clock = utcnow) -> None:
         self._storage = storage
         self._classes = classes
+        self._cache = cache
         self._now = clock
         self._listeners: list[RoomListener] = []
 
@@ -81,6 +84,17 @@ class Rooms:
     @translate_storage_errors
     async def current_session(self, classroom_id: int) -> Room | None:
         return (await self.live_now([classroom_id])).get(classroom_id)
+
+    @translate_storage_errors
+    async def shown_session(self, classroom_id: int) -> Room | None:
+        """`current_session` for pages to show ("Live now"): kept in the cache, so up to
+        cache.STALE_AFTER old, and its `last_seq` and `chat_server` older still. Decisions
+        (may a session start?) use `current_session`."""
+
+        async def load() -> Room | None:
+            return await self.current_session(classroom_id)
+
+        return await self._cache.class_memo(classroom_id, "live", load)
 
     @translate_storage_errors
     async def live_now(self, classroom_ids: Sequence[int]) -> dict[int, Room]:

@@ -34,7 +34,7 @@ class Services:
     def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
         cache = Cache(storage)
         classes = Classes(storage, cache, clock=clock)
-        rooms = Rooms(storage, classes, clock=clock)
+        rooms = Rooms(storage, classes, cache, clock=clock)
         return cls(
             storage=storage,
             accounts=Accounts(storage, cache, clock=clock),

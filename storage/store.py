@@ -456,11 +456,14 @@ class Storage:
 
     async def create_room(self, classroom_id: int, kind: str, topic: str, created_by: int,
                           now: datetime) -> Room:
-        written = await self.db.execute(
-            "INSERT INTO rooms (classroom_id, kind, topic, created_by, created_at, last_seq)"
-            " VALUES (%s, %s, %s, %s, %s, 0)",
-            (classroom_id, kind, topic, created_by, now),
-        )
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                "INSERT INTO rooms (classroom_id, kind, topic, created_by, created_at, last_seq)"
+                " VALUES (%s, %s, %s, %s, %s, 0)",
+                (classroom_id, kind, topic, created_by, now),
+            )
+            await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)  # "Live now" shows
+        self._notify(CHANGE_CLASSROOM, classroom_id)
         assert written.lastrowid is not None
         return Room(id=written.lastrowid, classroom_id=classroom_id, kind=kind, topic=topic,
                     created_by=created_by, created_at=now, ended_at=None, chat_server=None,
@@ -495,7 +498,10 @@ class Storage:
         """Ends the room and closes every open attendance record at `now`.
         Returns False when it had already ended."""
         async with self.db.transaction() as tx:
-            return await self._end(tx, room_id, now)
+            ended = await self._end(tx, room_id, now)
+        if ended is not None:
+            self._notify(CHANGE_CLASSROOM, ended)
+        return ended is not None
 
     async def close_room(self, room_id: int, event: str, sender_id: int, data: str,
                          now: datetime) -> RoomEvent | None:
@@ -503,21 +509,26 @@ class Storage:
         stored after it. None (nothing changed) when the room had already ended."""
         async with self.db.transaction() as tx:
             stored = await self._append(tx, room_id, event, sender_id, None, data, now)
-            if stored is not None:
-                await self._end(tx, room_id, now)
-            return stored
+            ended = await self._end(tx, room_id, now) if stored is not None else None
+        if ended is not None:
+            self._notify(CHANGE_CLASSROOM, ended)
+        return stored
 
-    async def _end(self, tx: Executor, room_id: int, now: datetime) -> bool:
+    async def _end(self, tx: Executor, room_id: int, now: datetime) -> int | None:
+        """The room's class id if this ended it (the caller notifies once committed)."""
         written = await tx.execute(
             "UPDATE rooms SET ended_at = %s WHERE id = %s AND ended_at IS NULL", (now, room_id))
         if written.rowcount != 1:
-            return False
+            return None
+        room = await tx.fetch_one("SELECT classroom_id FROM rooms WHERE id = %s", (room_id,))
+        assert room is not None
+        await self._log_change(tx, CHANGE_CLASSROOM, int(room[0]))
         rows = await tx.fetch_all(
             "SELECT user_id FROM attendance WHERE room_id = %s AND open_connections > 0"
             + tx.dialect.for_update, (room_id,))
         for (user_id,) in rows:
             await self._leave(tx, room_id, user_id, now, close_all=True)
-        return True
+        return int(room[0])
 
     async def claim_room(self, room_id: int, server: str, *, replacing: str | None) -> bool:
         """Record that `server` hosts the room, if it is hosted by `replacing` (None: nobody).

@@ -24,7 +24,7 @@ from classroom import User
 from classroom.errors import ClassroomError
 from classroom.posts import PAGE_SIZE
 from classroom.rooms import DISCUSSION, HISTORY_PAGE, LIVE
-from classroom.rules import Role
+from classroom.rules import Action, Role
 from classroom.services import Services
 from classroom.views import attendance_view, event_view, room_view
 from protocol import Handler, Request, Response, Router
@@ -205,13 +205,22 @@ class Api:
     # -- posts --------------------------------------------------------------------------
 
     async def posts(self, call: Call) -> Response:
-        request = call.request
-        posts = await self._services.posts.stream(
-            call.visitor.me, call.id(), tag=request.query_value("tag") or None,
-            before_id=query_int(request, "before"))
-        more = len(posts) == PAGE_SIZE
-        return json_response({"posts": [serialize.post(p) for p in posts],
-                      "next_before": posts[-1].id if more else None})
+        request, me, classroom_id = call.request, call.visitor.me, call.id()
+        tag = request.query_value("tag") or None
+        before = query_int(request, "before")
+        await self._services.classes.authorize(me, classroom_id, Action.VIEW_CLASS)
+
+        async def answer() -> Response:
+            posts = await self._services.posts.stream(me, classroom_id, tag=tag,
+                                                      before_id=before)
+            more = len(posts) == PAGE_SIZE
+            return json_response({"posts": [serialize.post(p) for p in posts],
+                                  "next_before": posts[-1].id if more else None})
+
+        # The same answer for every member, and a Response is immutable: built once per
+        # change of the class (the cache drops it with the class).
+        return await self._services.cache.class_memo(classroom_id, ("api/posts", tag, before),
+                                                     answer)
 
     async def create_post(self, call: Call) -> Response:
         data = call.payload()

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+from markupsafe import Markup
 
 from classroom.errors import (
     ClassroomError,
@@ -40,7 +41,7 @@ from .auth import (
 )
 from .errors import back_path, error_hint, http_error, with_error_headers
 from .inputs import query_int
-from .render import page
+from .render import page, render
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
     from classroom import User
@@ -147,7 +148,7 @@ class PageGroup:
         """A class's tab bar; the Live tab says "Live now" while a session runs
         (`live_now`, when the caller knows already)."""
         if live_now is None:
-            live_now = await self._services.rooms.current_session(classroom_id) is not None
+            live_now = await self._services.rooms.shown_session(classroom_id) is not None
         base = f"/classrooms/{classroom_id}"
         tabs: list[dict[str, Any]] = [{"key": "stream", "label": "Stream", "href": base}]
         if may(role, Action.VIEW_ROSTER):
@@ -307,16 +308,29 @@ class Pages(PageGroup):
         classroom, role = await self._services.classes.get(me, classroom_id)
         tag = visit.request.query_value("tag") or None
         before = query_int(visit.request, "before")
-        posts = await self._services.posts.stream(me, classroom_id, tag=tag, before_id=before)
-        tags = await self._services.posts.tags(me, classroom_id)
-        live_room = await self._services.rooms.current_session(classroom_id)
-        older = None
-        if len(posts) == PAGE_SIZE:
-            query = {"before": str(posts[-1].id), **({"tag": tag} if tag else {})}
-            older = f"/classrooms/{classroom_id}?{urllib.parse.urlencode(query)}"
+        can_post = may(role, Action.CREATE_POST)
+
+        async def shared_parts() -> tuple[Markup, Markup]:
+            """The posts and the tag list: the same for every member of one role, so
+            rendered once per change of the class (the cache drops them with it)."""
+            posts = await self._services.posts.stream(me, classroom_id, tag=tag,
+                                                      before_id=before)
+            tags = await self._services.posts.tags(me, classroom_id)
+            older = None
+            if len(posts) == PAGE_SIZE:
+                query = {"before": str(posts[-1].id), **({"tag": tag} if tag else {})}
+                older = f"/classrooms/{classroom_id}?{urllib.parse.urlencode(query)}"
+            shared = dict(classroom=classroom, tag=tag, can_post=can_post)
+            # Autoescaped template output: Markup keeps the page from escaping it again.
+            return (Markup(render("_stream_posts.html", posts=posts, older=older, **shared)),
+                    Markup(render("_stream_tags.html", tags=tags, **shared)))
+
+        posts_html, tags_html = await self._services.cache.class_memo(
+            classroom_id, ("stream.html", tag, before, role), shared_parts)
+        live_room = await self._services.rooms.shown_session(classroom_id)
         context: dict[str, Any] = dict(
-            classroom=classroom, role=role, posts=posts, tags=tags, tag=tag, older=older,
-            can_post=may(role, Action.CREATE_POST),
+            classroom=classroom, role=role, posts_html=posts_html, tags_html=tags_html,
+            tag=tag, can_post=can_post,
             show_code=may(role, Action.SHARE_JOIN_CODE),
             tabs=await self._tabs(classroom_id, role, "stream", live_room is not None),
             live_room=live_room,

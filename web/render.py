@@ -9,9 +9,11 @@ hiding a typo.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Final
 
+import attrs
 import jinja2
 from linkify_it import LinkifyIt
 from markupsafe import Markup, escape
@@ -67,6 +69,19 @@ def linkify(text: str) -> Markup:
     """`text` escaped, with its http(s) links as anchors (nothing else becomes markup:
     `javascript:`, `mailto:` and friends stay text). Links from users carry
     rel="noopener nofollow ugc"."""
+    # Every view of a class page runs this on every post: remember the recent answers.
+    # Only for plain str: a Markup equal to it would hash alike but must not be re-escaped.
+    if type(text) is str:
+        return _linkify_remembered(text)
+    return _linkify(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _linkify_remembered(text: str) -> Markup:
+    return _linkify(text)
+
+
+def _linkify(text: str) -> Markup:
     parts: list[str] = []
     last = 0
     for match in _LINKS.match(text) or ():
@@ -91,6 +106,8 @@ _ENV: Final = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Templates are compiled once per process: no stat of the file on every render.
+    auto_reload=False,
 )
 _ENV.filters["when"] = shown_time
 _ENV.filters["iso"] = iso_time
@@ -107,10 +124,9 @@ def render(template: str, **context: Any) -> str:
 def with_security(response: Response) -> Response:
     """`response` with the security headers it does not set itself (static files keep their
     own Cache-Control)."""
-    for name, value in SECURITY_HEADERS:
-        if response.header(name) is None:
-            response = response.with_header(name, value)
-    return response
+    missing = tuple((name, value) for name, value in SECURITY_HEADERS
+                    if response.header(name) is None)
+    return attrs.evolve(response, headers=response.headers + missing) if missing else response
 
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
