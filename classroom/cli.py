@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="WebSocket connections one user may hold (default 16; env "
                             "CLASSROOM_CHAT_PER_USER)")
     _db_option(serve)
+    serve.add_argument("--workers", metavar="N", type=parse_cap, default=1,
+                       help="HTTP worker processes sharing the HTTP port (SO_REUSEPORT); the"
+                            " first also serves the chat (default 1: this process serves)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     init = commands.add_parser("init-db", help="create or upgrade the schema (idempotent)")
@@ -106,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"classroom: schema version {version} ready in {config.db_url.split('@')[-1]}")
         return 0
+    if args.workers > 1:
+        from .workers import supervise
+
+        given = list(sys.argv[1:] if argv is None else argv)
+        return trio.run(supervise, config, given, args.workers)
     trio.run(startup.serve, config)
     return 0
 
@@ -119,7 +129,8 @@ def _config(args: argparse.Namespace) -> Config:
             chat_url=args.chat_url, site_url=args.site_url,
             secure_cookies=args.secure_cookies, server_name=args.server_name,
             http_per_address=args.http_per_address, chat_per_address=args.chat_per_address,
-            chat_per_user=args.chat_per_user,
+            chat_per_user=args.chat_per_user, reuse_port=args.reuse_port,
+            parent_pid=args.parent_pid,
         )
     config = Config.from_env(os.environ, **overrides)
     if args.command == "serve":

@@ -65,6 +65,10 @@ class Config:
     http_per_address: int | None = None
     chat_per_address: int | None = None
     chat_per_user: int | None = None
+    # Listen with SO_REUSEPORT beside sibling processes (`serve --workers N` sets it).
+    reuse_port: bool = False
+    # The supervising process of a worker: the worker stops when it is gone.
+    parent_pid: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: object) -> Config:

@@ -7,7 +7,9 @@ in-flight HTTP requests `shutdown_grace` seconds, then cancel what is left and e
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import resource
 import signal
 import sys
@@ -26,6 +28,7 @@ from .services import Services
 log = logging.getLogger("classroom")
 SHUTDOWN_GRACE: Final = 5.0
 HOUSEKEEPING_INTERVAL: Final = 3600.0
+ORPHAN_CHECK_INTERVAL: Final = 1.0
 
 
 def _url_host(host: str) -> str:
@@ -54,6 +57,8 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                     supervisor.start_soon(_stop_on_signal, stoppers, listeners.cancel_scope)
                     supervisor.start_soon(_housekeeping, services)
                     supervisor.start_soon(services.cache.follow)
+                    if config.parent_pid is not None:
+                        supervisor.start_soon(_stop_when_orphaned, config.parent_pid)
                     task_status.started(ports)
                 # Every listener has returned: nothing left to supervise.
                 supervisor.cancel_scope.cancel()
@@ -103,7 +108,8 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         if config.http_per_address is not None:
             limits = attrs.evolve(limits, max_connections_per_address=config.http_per_address)
         http_server = HTTPServer(site.handler, error_page=site.error_page, limits=limits)
-        ports["http"] = await nursery.start(http_server.serve, host, port)
+        ports["http"] = await nursery.start(
+            functools.partial(http_server.serve, host, port, reuse_port=config.reuse_port))
         stoppers.append(http_server.begin_shutdown)
         print(f"classroom: HTTP on http://{_url_host(host)}:{ports['http']}/", flush=True)
     if chat_server is not None:
@@ -112,6 +118,17 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         elif config.http is not None:
             chat_server.allowed_origins.update(_origins(config.http[0], ports["http"] or 0))
     return ports, stoppers
+
+
+async def _stop_when_orphaned(parent_pid: int) -> None:
+    """A worker of `serve --workers` whose supervisor died (even by SIGKILL) shuts down as
+    if told to: nobody else would ever stop it."""
+    while True:
+        await trio.sleep(ORPHAN_CHECK_INTERVAL)
+        if os.getppid() != parent_pid:
+            break
+    log.warning("supervisor %d is gone: shutting down", parent_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _housekeeping(services: Services) -> None:

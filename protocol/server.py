@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import socket
 from email.utils import formatdate
 from typing import Any, Final
 
@@ -164,15 +165,25 @@ class HTTPServer:
         return self._shutdown.is_set()
 
     async def serve(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on host:port and serve until cancelled or until shutdown completes.
 
         Reports the bound port through `task_status` (so `await nursery.start(...)` returns
         it; with port 0 and a host that resolves to several addresses, only the first is used).
+        With `reuse_port`, other processes may listen on the same address (SO_REUSEPORT) and
+        the kernel spreads new connections over them (first address of `host` only).
         Raises OSError if the address cannot be bound.
         """
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        if reuse_port:
+            listeners = [await _reuse_port_listener(host, port)]
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host)
         if port == 0:
             # Each listener would get its own random port; a caller can only be told one.
             for extra in listeners[1:]:
@@ -274,6 +285,23 @@ class HTTPServer:
                 pass
             finally:
                 self._rejecting -= 1
+
+
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    family, kind, proto, _, address = (
+        await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                      flags=socket.AI_PASSIVE)
+    )[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 def _now() -> str:
