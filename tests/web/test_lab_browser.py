@@ -111,6 +111,10 @@ async def test_a_lab_lesson_in_three_browsers(live_web: WebWorld, tmp_path: Path
                 ann.find("#lab-new-name").send_keys("main.py")
                 press(ann, "#lab-add-file button[type=submit]")
                 ann.find("#lab-code").send_keys('def hello(name):\n    return "<b>" + name\n')
+                ann.find("#lab-new-name").send_keys("src/util.py")
+                press(ann, "#lab-add-file button[type=submit]")
+                ann.find("#lab-code").send_keys("X = 1\n")
+                press(ann, "#lab-my-files li:first-child button")  # back to main.py
                 Select(ann.find("#lab-steps .lab-step select")).select_by_value("IN_PROGRESS")
                 press(ann, "#lab-help")
                 ann.wait_text("#lab-my-signal", "help")
@@ -128,7 +132,9 @@ async def test_a_lab_lesson_in_three_browsers(live_web: WebWorld, tmp_path: Path
                 teacher.wait_text("#lab-alerts li", "Ann needs help")
                 # The code: tree with main.py marked, highlighted, escaped, numbered lines.
                 press(teacher, row + " .lab-open")
-                teacher.wait_text("#lab-tree li", "main.py")
+                teacher.wait_text("#lab-tree li", "util.py")
+                assert [li.text.split("\n")[0] for li in teacher.find_all("#lab-tree li")] == [
+                    "main.py", "src/", "util.py"]
                 badge = teacher.find("#lab-tree li .badge").text.lower()
                 assert badge in ("new", "changed")  # new, unless an edit came after it
                 teacher.wait(lambda d: "<b>" in teacher.find("#lab-view code").text,

@@ -186,12 +186,34 @@
     timer: null,
   };
 
+  function tree(names, fileItem) {
+    // Paths as a tree: each folder once, above its files, everything indented by depth.
+    const items = [];
+    const shown = new Set();
+    for (const name of names) {
+      const parts = name.split("/");
+      for (let depth = 1; depth < parts.length; depth += 1) {
+        const folder = parts.slice(0, depth).join("/");
+        if (shown.has(folder)) continue;
+        shown.add(folder);
+        const item = el("li", "lab-dir", parts[depth - 1] + "/");
+        item.dataset.depth = String(depth - 1);
+        items.push(item);
+      }
+      const item = fileItem(name, parts[parts.length - 1]);
+      item.dataset.depth = String(parts.length - 1);
+      items.push(item);
+    }
+    return items;
+  }
+
   function renderMyFiles() {
     const list = $("lab-my-files");
     const names = Array.from(editor.files.keys()).sort();
-    list.replaceChildren(...names.map((name) => {
+    list.replaceChildren(...tree(names, (name, base) => {
       const item = el("li", name === editor.selected ? "selected" : "");
-      const pick = el("button", "link-button", name);
+      const pick = el("button", "link-button", base);
+      pick.title = name;
       pick.type = "button";
       pick.addEventListener("click", () => selectFile(name));
       item.append(pick);
@@ -453,13 +475,16 @@
   }
 
   function renderTree() {
-    const tree = $("lab-tree");
+    const list = $("lab-tree");
     $("lab-no-files").hidden = selected.files.length > 0;
     const names = selected.files.map((f) => f.filename);
     if (!names.includes(selected.file)) selected.file = names.length ? names[0] : null;
-    tree.replaceChildren(...selected.files.map((file) => {
+    const byName = new Map(selected.files.map((f) => [f.filename, f]));
+    list.replaceChildren(...tree(names.slice().sort(), (name, base) => {
+      const file = byName.get(name);
       const item = el("li", file.filename === selected.file ? "selected" : "");
-      const pick = el("button", "link-button", file.filename);
+      const pick = el("button", "link-button", base);
+      pick.title = file.filename;
       pick.type = "button";
       pick.addEventListener("click", () => {
         selected.file = file.filename;
