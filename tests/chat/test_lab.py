@@ -237,3 +237,26 @@ async def test_a_hostile_notion_zip_is_refused_and_nothing_is_stored(db_url: str
                 async with world.joined(rid, ann) as (again,):
                     state = again.seen("room/join")[0]["data"]["state"]
                     assert [s["name"] for s in state["steps"]] == ["One", "Two"]
+
+
+async def test_state_and_alerts_cross_chat_servers(two_chat_servers: list[Any]) -> None:
+    """The instructor on one chat server, the student on another: the HELP alert reaches the
+    instructor through the relay, and a join on either server answers the same state."""
+    one, two = two_chat_servers
+    with trio.fail_after(30):
+        lesson = await one.live_class("teacher", "ann")
+        teacher, ann = lesson.people
+        rid = lesson.room.id
+        async with one.joined(rid, teacher) as (t,), two.joined(rid, ann) as (a,):
+            await t.request("steps/all", {"room_id": rid, "steps": STEPS})
+            await a.next("steps/all")
+            await a.request("signal", {"room_id": rid, "value": "HELP"})
+            alert = await t.next("alerts")
+            assert alert["data"]["message"] == "Ann needs help"
+            await t.request("exercise/feedback", {"room_id": rid, "user_id": ann.id,
+                                                  "accepted": True})
+            assert (await a.next("alerts"))["data"]["status"] == "SUCCESS"
+            async with two.joined(rid, teacher) as (t2,):
+                grid = t2.seen("room/join")[0]["data"]["state"]["grid"]
+                assert [(r["name"], r["signal"], r["feedback"]) for r in grid] == [
+                    ("Ann", "HELP", True)]
