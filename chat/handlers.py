@@ -7,6 +7,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+import trio
+
 from classroom import Services, StateWrite, limits
 from classroom.errors import Forbidden, Invalid, NotFound
 from classroom.lab import CODE_EVENTS
@@ -151,7 +153,8 @@ class Dispatcher:
         nothing is stored or sent to anyone else."""
         live, access = self._joined(client, envelope.data)
         check(access.role, Action.RUN_ROOM)
-        steps = SPECS["steps/import"].clean(envelope.data)["steps"]
+        cleaned = await trio.to_thread.run_sync(SPECS["steps/import"].clean, envelope.data)
+        steps = cleaned["steps"]
         client.send("steps/preview", {"room_id": live.id, "steps": steps}, ref=envelope.ref)
 
     async def _shared_code(self, client: Client, envelope: Envelope) -> None:
@@ -169,7 +172,10 @@ class Dispatcher:
         check(access.role, spec.action)
         if not live.room.is_open:
             raise Invalid("this room has ended; its history stays readable")
-        data = spec.clean(envelope.data)
+        if spec.heavy:
+            data = await trio.to_thread.run_sync(spec.clean, envelope.data)
+        else:
+            data = spec.clean(envelope.data)
         recipient: int | None = None
         if spec.audience is Audience.INSTRUCTOR:
             recipient = access.instructor_id

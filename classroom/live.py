@@ -103,6 +103,9 @@ class EventSpec:
     clean: Callable[[Data], dict[str, Any]]
     emit: str | None = None  # the name others receive, when it differs
     state: StateRule | None = None
+    # Cleaning renders Markdown (up to MAX_MARKDOWN characters, a few hundred ms of CPU):
+    # run it in a worker thread, not on the event loop every connection shares.
+    heavy: bool = False
 
     @property
     def emitted(self) -> str:
@@ -302,15 +305,15 @@ SPECS: Final[Mapping[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec("sharing/code_update", Action.STUDENT_WORK, Audience.INSTRUCTOR, _files,
               state=StateRule(_fixed("code"), Keep.SENDER)),
     EventSpec("steps/all", Action.RUN_ROOM, Audience.ROOM, _steps,
-              state=StateRule(_fixed("steps"), Keep.ROOM)),
+              state=StateRule(_fixed("steps"), Keep.ROOM), heavy=True),
     EventSpec("steps/import", Action.RUN_ROOM, Audience.ROOM, _steps_import, emit="steps/all",
-              state=StateRule(_fixed("steps"), Keep.ROOM)),
+              state=StateRule(_fixed("steps"), Keep.ROOM), heavy=True),
     EventSpec("steps/status/to_mentor", Action.STUDENT_WORK, Audience.INSTRUCTOR,
               _status_to_mentor, state=StateRule(_per_step, Keep.SENDER)),
     EventSpec("steps/status/to_client", Action.RUN_ROOM, Audience.TARGET, _status_to_client,
               state=StateRule(_per_step, Keep.TARGET)),
     EventSpec("exercise", Action.RUN_ROOM, Audience.ROOM, _exercise,
-              state=StateRule(_fixed("exercise"), Keep.ROOM)),
+              state=StateRule(_fixed("exercise"), Keep.ROOM), heavy=True),
     EventSpec("exercise/feedback", Action.RUN_ROOM, Audience.TARGET, _feedback,
               state=StateRule(_fixed("feedback"), Keep.TARGET)),
     EventSpec("exercise/reset", Action.RUN_ROOM, Audience.ROOM, _nothing,
