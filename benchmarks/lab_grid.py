@@ -10,7 +10,8 @@ clients, cheap to run), has each share a few files and mark a few steps, then me
   then all N at once (`burst`). Wall clock, same machine.
 - grid load: the results page's HTML (`GET /rooms/{id}/stats`), then a fresh WebSocket
   connection's `room/join` answer carrying the grid of N students x S steps (what lab.js
-  draws it from); the answer's size too.
+  draws it from); the answer's size too. With `--browser`, also the whole thing in headless
+  Chromium: from navigation to the grid's N rows drawn (Debian's chromium + chromedriver).
 
     python benchmarks/lab_grid.py --students 200 --steps 10
     python benchmarks/lab_grid.py --db mysql://root@127.0.0.1:3306/bench --students 200
@@ -154,6 +155,8 @@ async def run(chat_url: str, http_url: str, db_url: str, students: int, steps: i
     for client in [*clients, teacher]:
         await client.stream.aclose()
     return {
+        "room_id": room_id,
+        "teacher_token": teacher_token,
         "students": students,
         "steps": steps,
         "signal_p50_ms": percentile(serial, 50),
@@ -168,18 +171,59 @@ async def run(chat_url: str, http_url: str, db_url: str, students: int, steps: i
     }
 
 
+def browser_loads(http_url: str, token: str, room_id: int, students: int
+                  ) -> list[tuple[float, float]]:
+    """Milliseconds from navigation start to the grid's rows drawn, in headless Chromium,
+    and to the page's DOMContentLoaded (the rest is the WebSocket, the join and drawing)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    times = []
+    try:
+        driver.get(http_url + "/static/favicon.svg")
+        driver.add_cookie({"name": "classroom_session", "value": token, "path": "/"})
+        for _ in range(LOADS // 4):
+            driver.get(f"{http_url}/rooms/{room_id}/stats")
+            WebDriverWait(driver, 30, poll_frequency=0.005).until(lambda d: d.execute_script(
+                "return document.querySelectorAll('#lab-grid tbody tr[data-user-id]').length")
+                == students)
+            times.append((float(driver.execute_script("return performance.now()")),
+                          float(driver.execute_script(
+                              "return performance.getEntriesByType('navigation')[0]"
+                              ".domContentLoadedEventEnd"))))
+    finally:
+        driver.quit()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=200)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--browser", action="store_true",
+                        help="also load the results page in headless Chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db_url = args.db or f"sqlite:///{tmp}/bench.db"
         with server_process(db_url) as urls:
-            row = trio.run(run, urls["chat"], urls["http"].rstrip("/"), db_url, args.students,
-                           args.steps, urls["pid"])
+            http_url = urls["http"].rstrip("/")
+            row = trio.run(run, urls["chat"], http_url, db_url, args.students, args.steps,
+                           urls["pid"])
+            room_id, token = row.pop("room_id"), row.pop("teacher_token")
+            if args.browser:
+                loads = browser_loads(http_url, token, room_id, args.students)
+                row["browser_dom_ready_p50_ms"] = percentile([d for _, d in loads], 50)
+                row["browser_grid_p50_ms"] = percentile([g for g, _ in loads], 50)
+                row["browser_grid_max_ms"] = max(g for g, _ in loads)
     report("lab_grid", list(row), [row])
 
 
