@@ -173,3 +173,15 @@ async def test_a_lab_lesson_in_three_browsers(live_web: WebWorld, tmp_path: Path
                 assert not teacher.driver.title.startswith("(")
 
             await run(projector_view)
+
+            def student_comes_back_to_her_code() -> None:
+                # A reload (or another computer): the editor starts from what the server kept.
+                open_live(ann, tokens["ann"], page)
+                ann.wait(lambda d: ann.find("#lab-code").get_attribute("value")
+                         == 'def hello(name):\n    return "<b>" + name\n', "main.py restored")
+                names = [li.text.split("\n")[0] for li in ann.find_all("#lab-my-files li")]
+                assert names == ["main.py", "src/", "util.py"]
+                assert ann.find("#lab-my-signal").text == "done"
+                assert steps_shown(ann)[0] == "1. Variables"
+
+            await run(student_comes_back_to_her_code)

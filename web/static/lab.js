@@ -664,6 +664,7 @@
         // What the server kept of this student's code: the editor starts from it.
         for (const file of me.files) editor.files.set(file.filename, String(file.content));
         editor.sent = new Map(editor.files);
+        if (editor.files.size) editor.selected = Array.from(editor.files.keys()).sort()[0];
       }
       renderMySteps();
       renderMySignal();
