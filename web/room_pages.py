@@ -199,8 +199,9 @@ class RoomPages(PageGroup):
     # -- a coding room's results, and what live.js is told ------------------------------
 
     async def room_stats(self, visit: Visit) -> Response:
-        """A coding room's results, live (instructor only): live.js fills the table from
-        `steps/table` and keeps it current from the students' status and signal events."""
+        """A coding room's results, live (instructor only): the lab's grid alone (lab.js draws
+        it from the join answer's state and keeps it current from the students' events; live.js
+        keeps the room joined)."""
         access = await self._services.rooms.access(visit.me, int(visit.request.params["id"]),
                                                    Action.RUN_ROOM)
         room, role = access.room, access.role

@@ -13,7 +13,8 @@
  *   with exponential back-off and jitter between MIN_DELAY and MAX_DELAY;
  * - the feed keeps at most MAX_MESSAGES entries (the oldest go first).
  *
- * Modes (data-mode): "chat" (a room's chat), "stats" (a coding room's results table) and
+ * Modes (data-mode): "chat" (a room's chat), "stats" (a coding room's results: lab.js draws
+ * the grid, this page only keeps the room joined) and
  * "wait" (no live session yet: reload when the chat server pushes `class/live` with one).
  */
 (function () {
