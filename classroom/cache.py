@@ -8,11 +8,14 @@ Correct across app servers, with a stated bound:
   for new writes: a post edited or deleted, a class archived, a student removed). `follow`
   reads the new rows every POLL_INTERVAL and drops what each names; this process's own
   writes drop their entries at once, through storage's change listener.
-- STALE_AFTER (1 s) bounds staleness: entries are used only while the last poll that
+- STALE_AFTER (2 s) bounds staleness: entries are used only while the last poll that
   completed *began* less than STALE_AFTER ago. A change committed at T is read by every poll
   that begins after T, so from T + STALE_AFTER on no request is answered from an entry older
   than it: a logout, a removed student or an edited post is seen by every process within
-  1 s. When the database cannot be polled, nothing is served from the cache.
+  2 s (as chat servers relay each other's events and check sign-ins every 2 s). When the
+  database cannot be polled in time, nothing is served from the cache. Why not less: under
+  full load a poll can take half a second of event-loop turns, and a cache that keeps
+  switching off sends every request to the database at once.
 - A fill can race an invalidation (read the old row, the change is applied, then store the
   old row). So a fill carries the `stamp` taken before its read and is not stored if any
   invalidation was applied since.
@@ -41,8 +44,8 @@ __all__ = ["MISSING", "STALE_AFTER", "Cache"]
 
 log = logging.getLogger("classroom.cache")
 
-POLL_INTERVAL: Final = 0.25
-STALE_AFTER: Final = 1.0
+POLL_INTERVAL: Final = 0.2
+STALE_AFTER: Final = 2.0
 LOOKBACK: Final = 5.0
 # Rows read per poll; more than this at once (a flood of writes): forget everything instead.
 MAX_ROWS: Final = 5000
@@ -59,9 +62,11 @@ T = TypeVar("T")
 class Cache:
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
+        self._reader = storage
         self._sessions: dict[str, tuple[User, datetime]] = {}
         self._user_sessions: dict[int, set[str]] = {}
         self._classes: dict[int, dict[Hashable, Any]] = {}
+        self._loading: dict[tuple[int, Hashable], trio.Event] = {}
         self._stamp = 0
         self._fresh_until = -float("inf")
         self._floor: int | None = None
@@ -121,9 +126,23 @@ class Cache:
         found = self.class_value(classroom_id, key)
         if found is not MISSING:
             return found  # type: ignore[no-any-return]
-        stamp = self.stamp()
-        value = await load()
-        self.keep_class_value(stamp, classroom_id, key, value)
+        # One load per key at a time: a page many members open at once (or all of them
+        # right after a change) costs the database one read, not one per member.
+        loading = self._loading.get((classroom_id, key))
+        if loading is not None:
+            await loading.wait()
+            found = self.class_value(classroom_id, key)
+            if found is not MISSING:
+                return found  # type: ignore[no-any-return]
+        done = self._loading[(classroom_id, key)] = trio.Event()
+        try:
+            stamp = self.stamp()
+            value = await load()
+            self.keep_class_value(stamp, classroom_id, key, value)
+        finally:
+            if self._loading.get((classroom_id, key)) is done:
+                del self._loading[(classroom_id, key)]
+            done.set()
         return value
 
     # -- invalidation --------------------------------------------------------------------
@@ -153,9 +172,11 @@ class Cache:
         self._user_sessions.clear()
         self._classes.clear()
 
-    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                     ) -> None:
-        """Read the change log forever; the cache serves only while this runs."""
+    async def follow(self, *, log_reader: Storage | None = None,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the change log forever (through `log_reader`, default the cache's storage);
+        the cache serves only while this runs."""
+        self._reader = log_reader or self._storage
         task_status.started()
         failing = False
         while True:
@@ -169,19 +190,22 @@ class Cache:
                     log.warning("cache off until the database answers: %s", exc)
                 failing = True
             else:
+                if trio.current_time() > self._fresh_until:
+                    log.debug("cache was off: the poll took %.3f s",
+                              trio.current_time() - began)
                 self._fresh_until = began + STALE_AFTER
                 failing = False
             await trio.sleep(POLL_INTERVAL)
 
     async def _poll(self, now: float) -> None:
         if self._floor is None:
-            newest = await self._storage.last_change_id()
+            newest = await self._reader.last_change_id()
             self._floor = max(0, newest - START_LOOKBACK_IDS)
-            self._seen = {row[0] for row in await self._storage.changes_after(
+            self._seen = {row[0] for row in await self._reader.changes_after(
                 self._floor, MAX_ROWS)}
             self._history.append((now, newest))
             return
-        rows = await self._storage.changes_after(self._floor, MAX_ROWS)
+        rows = await self._reader.changes_after(self._floor, MAX_ROWS)
         newest = self._history[-1][1] if self._history else self._floor
         for change_id, scope, key_id in rows:
             if change_id not in self._seen:

@@ -19,7 +19,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from storage import StorageUnavailable, open_storage
+from storage import StorageError, StorageUnavailable, open_storage
 
 from .config import Config
 from .errors import ClassroomError
@@ -56,7 +56,7 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                     ports, stoppers = await _start_listeners(config, services, listeners)
                     supervisor.start_soon(_stop_on_signal, stoppers, listeners.cancel_scope)
                     supervisor.start_soon(_housekeeping, services)
-                    supervisor.start_soon(services.cache.follow)
+                    supervisor.start_soon(_follow_changes, config, services)
                     if config.parent_pid is not None:
                         supervisor.start_soon(_stop_when_orphaned, config.parent_pid)
                     task_status.started(ports)
@@ -118,6 +118,22 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         elif config.http is not None:
             chat_server.allowed_origins.update(_origins(config.http[0], ports["http"] or 0))
     return ports, stoppers
+
+
+async def _follow_changes(config: Config, services: Services) -> None:
+    """The cache's change-log reader. On MySQL it has a connection of its own: queued behind
+    requests for a pooled one, a poll would come late, the cache would stop serving, and every
+    request would then queue at the database (SQLite serves both from its one file)."""
+    if services.storage.backend != "mysql":
+        await services.cache.follow()
+        return
+    while True:
+        try:
+            async with open_storage(config.db_url, pool_size=1) as reader:
+                await services.cache.follow(log_reader=reader)
+        except StorageError as exc:  # only opening fails here; `follow` handles the rest
+            log.warning("cache off until the database answers: %s", exc)
+            await trio.sleep(1.0)
 
 
 async def _stop_when_orphaned(parent_pid: int) -> None:

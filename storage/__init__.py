@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import attrs
+
 from .database import Database
 from .errors import DuplicateKey, StorageError, StorageUnavailable
 from .migrations import SCHEMA_VERSION
@@ -66,10 +68,13 @@ def database_for(url: str) -> Database:
 
 
 @asynccontextmanager
-async def open_storage(url: str) -> AsyncIterator[Storage]:
+async def open_storage(url: str, *, pool_size: int | None = None) -> AsyncIterator[Storage]:
     """Open the database named by `url` (raises StorageUnavailable if it cannot be reached)
-    and close it on exit. Does not create the schema: see `Storage.init_schema`."""
+    and close it on exit. Does not create the schema: see `Storage.init_schema`.
+    `pool_size` overrides the URL's MySQL pool size (SQLite has no pool)."""
     db = database_for(url)
+    if pool_size is not None and isinstance(db, MySQLDatabase):
+        db = MySQLDatabase(attrs.evolve(db.params, pool_size=pool_size))
     await db.open()
     storage = Storage(db)
     try:

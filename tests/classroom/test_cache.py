@@ -62,3 +62,28 @@ async def test_a_change_committed_late_with_a_lower_id_still_invalidates(storage
             await polled(cache)
             assert cache.class_value(3, "k") is MISSING
             nursery.cancel_scope.cancel()
+
+
+async def test_readers_of_one_missing_value_share_one_load(storage: Storage) -> None:
+    with trio.fail_after(10):
+        cache = Cache(storage)
+        loads = []
+
+        async def load() -> str:
+            loads.append(1)
+            await trio.sleep(0.1)
+            return "posts"
+
+        answers: list[str] = []
+
+        async def reader() -> None:
+            answers.append(await cache.class_memo(5, "k", load))
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cache.follow)
+            await polled(cache)
+            async with trio.open_nursery() as readers:
+                for _ in range(10):
+                    readers.start_soon(reader)
+            assert answers == ["posts"] * 10 and len(loads) == 1
+            nursery.cancel_scope.cancel()
