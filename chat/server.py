@@ -12,6 +12,7 @@ close frame carries `Client.close_code`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Final
 
 import trio
@@ -25,11 +26,14 @@ from trio_websocket import (
 from classroom import Services, User
 from classroom.accounts import SESSION_COOKIE
 from classroom.errors import ClassroomError
+from classroom.ratelimit import EVENT_RATES, Rate
+from classroom.rules import Role
 from protocol import parse_cookie_header
 from protocol.addresses import ConnectionCounts, address_key
 from protocol.envelope import EnvelopeError, parse_envelope
 
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
+from .flood import FloodGuard
 from .handlers import Dispatcher
 from .hub import RoomHub
 from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
@@ -86,10 +90,12 @@ class ChatServer:
                  relay_interval: float = SYNC_INTERVAL,
                  max_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
                  max_per_user: int = MAX_CONNECTIONS_PER_USER,
-                 session_interval: float = CHECK_INTERVAL) -> None:
+                 session_interval: float = CHECK_INTERVAL,
+                 event_rates: Mapping[Role, Rate] = EVENT_RATES) -> None:
         self._services = services
         # Closes connections whose sign-in ended (logout, expiry, password change).
         self._session_watch = SessionWatch(services, interval=session_interval)
+        self._flood = FloodGuard(event_rates)
         self._per_address: ConnectionCounts[str] = ConnectionCounts(max_per_address)
         self._per_user: ConnectionCounts[int] = ConnectionCounts(max_per_user)
         self._refusing = 0
@@ -277,7 +283,10 @@ class ChatServer:
             try:
                 envelope = parse_envelope(frame)
             except EnvelopeError as exc:
-                client.error(exc.code, exc.message, ref=exc.ref)
+                if self._flood.admit(client, None):
+                    client.error(exc.code, exc.message, ref=exc.ref)
+                continue
+            if not self._flood.admit(client, envelope):
                 continue
             try:
                 with trio.fail_after(EVENT_TIMEOUT):

@@ -21,6 +21,7 @@ from .classes import Classes
 from .clock import Clock, utcnow
 from .errors import Conflict, Forbidden, Invalid, NotFound, translate_storage_errors
 from .live import CLOSED_NOTICE, stored_data
+from .quota import StoredBytes
 from .rules import Action, Role, check, check_private_target
 
 LIVE: Final = "live"
@@ -53,6 +54,7 @@ class Rooms:
         self._cache = cache
         self._now = clock
         self._listeners: list[RoomListener] = []
+        self.stored_bytes = StoredBytes(storage)
 
     def on_change(self, listener: RoomListener) -> None:
         """Call `listener` with each room this process opens or ends (a chat server in the
@@ -208,10 +210,20 @@ class Rooms:
         from the web). A resend (`client_id` the sender used before) stores nothing and
         returns the first event."""
         now = self._now()
-        stored = await self._storage.append_event(room_id, event, sender.id, recipient_id,
-                                                  stored_data(room_id, sender, data, now), now,
-                                                  state=state, client_id=client_id)
+        text = stored_data(room_id, sender, data, now)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        await self.stored_bytes.charge(room_id, sender.id, size)
+        try:
+            stored = await self._storage.append_event(room_id, event, sender.id, recipient_id,
+                                                      text, now, state=state,
+                                                      client_id=client_id)
+        except BaseException:
+            self.stored_bytes.refund(room_id, sender.id, size)
+            raise
+        if stored is not None and stored.data != text:  # a resend: nothing new stored
+            self.stored_bytes.refund(room_id, sender.id, size)
         if stored is None:
+            self.stored_bytes.refund(room_id, sender.id, size)
             raise Invalid("this room has ended; its history stays readable")
         return stored
 

@@ -88,12 +88,13 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
     chat_url = config.chat_url
     if config.chat is not None:
         from chat import ChatServer
+        from chat.server import MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS_PER_USER
 
         host, port = config.chat
-        caps = {"max_per_address": config.chat_per_address,
-                "max_per_user": config.chat_per_user}
-        chat_server = ChatServer(services, server_name=config.server_name,
-                                 **{k: v for k, v in caps.items() if v is not None})
+        chat_server = ChatServer(
+            services, server_name=config.server_name,
+            max_per_address=config.chat_per_address or MAX_CONNECTIONS_PER_ADDRESS,
+            max_per_user=config.chat_per_user or MAX_CONNECTIONS_PER_USER)
         ports["chat"] = await nursery.start(chat_server.serve, host, port)
         chat_url = chat_url or f"ws://{_url_host(host)}:{ports['chat']}/ws"
         stoppers.append(chat_server.begin_shutdown)

@@ -31,9 +31,13 @@ from chat import ChatServer
 from classroom import Services
 from classroom.accounts import _HASHER, SESSION_COOKIE, SESSION_LIFETIME, hash_token
 from classroom.clock import Clock
+from classroom.ratelimit import Rate
+from classroom.rules import Role
 from storage import Classroom, Room, User, open_storage
 
 ORIGIN: Final = "http://site.example"
+# For tests that flood a room on purpose (backpressure, races): no rate limit in the way.
+UNLIMITED: Final = {role: Rate(burst=1e9, per_second=1e9) for role in Role}
 # One argon2 hash for every test user: sign-up's hashing is the slow part of making people.
 _PASSWORD: Final = "password123"
 _PASSWORD_HASH: Final = _HASHER.hash(_PASSWORD)

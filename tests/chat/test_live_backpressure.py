@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from tests.chat.harness import ChatWorld, Peer, Person, chat_world
+from tests.chat.harness import UNLIMITED, ChatWorld, Peer, Person, chat_world
 
 MEMBERS = 30
 MESSAGES = 200
@@ -19,7 +19,8 @@ def seqs_of(peer: Peer) -> list[int]:
 async def test_slow_consumer_is_dropped_and_resumes_others_unharmed(db_url: str) -> None:
     with trio.fail_after(30):
         # Small outboxes, so the stalled client overflows after a few dozen frames.
-        async with chat_world(db_url, outbox_frames=40, outbox_bytes=256 * 1024) as world:
+        async with chat_world(db_url, event_rates=UNLIMITED, outbox_frames=40,
+                              outbox_bytes=256 * 1024) as world:
             teacher = await world.person("teacher")
             students = [await world.person(f"student{i:02}") for i in range(MEMBERS - 1)]
             classroom = await world.classroom(teacher, *students)

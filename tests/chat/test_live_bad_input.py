@@ -12,7 +12,7 @@ from typing import Any, Final
 import trio
 from trio_websocket import ConnectionClosed
 
-from tests.chat.harness import ChatWorld, Peer, chat_world
+from tests.chat.harness import UNLIMITED, ChatWorld, Peer, chat_world
 
 MIB: Final = 1024 * 1024
 
@@ -133,7 +133,7 @@ def resolve(value: Any, names: dict[str, int]) -> Any:
 @asynccontextmanager
 async def two_members(db_url: str) -> AsyncIterator[tuple[ChatWorld, Peer, Peer, dict[str, int]]]:
     """A room with the instructor and a student connected, and the ids BAD's names mean."""
-    async with chat_world(db_url) as world:
+    async with chat_world(db_url, event_rates=UNLIMITED) as world:
         lesson = await world.live_class("teacher", "ann")
         teacher, ann = lesson.people
         room = lesson.room
@@ -190,7 +190,7 @@ async def test_frame_over_the_hard_limit_closes_only_that_connection(db_url: str
     """Past 4 MiB the WebSocket library closes the connection (1009): the server and the
     other connections carry on."""
     with trio.fail_after(10):
-        async with chat_world(db_url) as world:
+        async with chat_world(db_url, event_rates=UNLIMITED) as world:
             lesson = await world.live_class("teacher", "ann")
             room = lesson.room
             async with world.joined(room.id, *lesson.people) as (t, a):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from chat.hub import REPLAY_PAGE
-from tests.chat.harness import Frame, chat_world
+from tests.chat.harness import UNLIMITED, Frame, chat_world
 
 
 def message_seqs(frames: list[Frame]) -> list[int]:
@@ -15,7 +15,7 @@ def message_seqs(frames: list[Frame]) -> list[int]:
 
 async def test_rejoin_gets_exactly_what_was_missed_then_live(db_url: str) -> None:
     with trio.fail_after(20):
-        async with chat_world(db_url) as world:
+        async with chat_world(db_url, event_rates=UNLIMITED) as world:
             lesson = await world.live_class("teacher", "ann")
             teacher, ann = lesson.people
             room = lesson.room
@@ -45,7 +45,7 @@ async def test_rejoin_gets_exactly_what_was_missed_then_live(db_url: str) -> Non
 
 async def test_rejoin_racing_live_traffic_loses_and_repeats_nothing(db_url: str) -> None:
     with trio.fail_after(30):
-        async with chat_world(db_url) as world:
+        async with chat_world(db_url, event_rates=UNLIMITED) as world:
             lesson = await world.live_class("teacher", "ann", "bob")
             teacher, ann, bob = lesson.people
             rid = lesson.room.id
@@ -95,7 +95,7 @@ async def test_join_again_on_the_same_connection(db_url: str) -> None:
     """A client alone in a room joins it again (a page that re-joins after a hiccup): the
     room goes on working for it."""
     with trio.fail_after(10):
-        async with chat_world(db_url) as world:
+        async with chat_world(db_url, event_rates=UNLIMITED) as world:
             lesson = await world.live_class("teacher", "ann")
             teacher, ann = lesson.people
             room = lesson.room
@@ -115,7 +115,7 @@ async def test_sender_hanging_up_mid_event_loses_nothing_for_others(db_url: str)
     """Every event that was stored reaches the members live, even when its sender's
     connection ends while the server is storing it (a tab closed right after sending)."""
     with trio.fail_after(20):
-        async with chat_world(db_url) as world:
+        async with chat_world(db_url, event_rates=UNLIMITED) as world:
             lesson = await world.live_class("teacher", "ann")
             teacher, ann = lesson.people
             rid = lesson.room.id

@@ -952,3 +952,13 @@ async def test_session_expiries_and_password_change(storage: Storage) -> None:
         assert set(await storage.session_expiries(["a1", "a2", "a3", "b1"])) == {"a2", "b1"}
         found = await storage.get_password_hash("ann")
         assert found is not None and found[1] == "hash-2"
+
+
+async def test_stored_bytes_counts_utf8_bytes_per_sender(storage: Storage) -> None:
+    with trio.fail_after(10):
+        teacher, _, room = await new_room(storage)
+        assert await storage.stored_bytes(room.id, teacher.id) == 0
+        await storage.append_event(room.id, "chat", teacher.id, None, '{"t":"é"}', T0)
+        await storage.append_event(room.id, "chat", teacher.id, None, "{}", T0)
+        assert await storage.stored_bytes(room.id, teacher.id) == 10 + 2
+        assert await storage.stored_bytes(room.id, teacher.id + 1) == 0

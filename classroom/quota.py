@@ -1,0 +1,55 @@
+"""How much one person may store in one room (a live session or a discussion): the bytes of
+the events they sent, counted as stored. Past MAX_STORED_BYTES the event is refused with
+QuotaExceeded and nothing is stored; the rate limit bounds how fast anyone gets there, this
+bounds how much a session can cost the database whatever the pace.
+
+Each process learns a person's total in a room from the database once (the first event they
+send there after it starts), then counts what it stores itself. With several chat servers a
+person spread over k of them could store up to k times the cap: the price of not asking the
+database on every event.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from storage import Storage
+
+from .errors import TooLarge
+
+MAX_STORED_BYTES: Final = 16 * 1024 * 1024
+# Rooms x people remembered; past it the counts are forgotten and read again when needed.
+MAX_TRACKED: Final = 100_000
+
+
+class QuotaExceeded(TooLarge):
+    code = "quota_exceeded"
+
+
+class StoredBytes:
+    def __init__(self, storage: Storage, *, limit: int = MAX_STORED_BYTES) -> None:
+        self._storage = storage
+        self.limit = limit
+        self._used: dict[tuple[int, int], int] = {}
+
+    async def charge(self, room_id: int, user_id: int, size: int) -> None:
+        """Count `size` more bytes for the user in the room, or raise QuotaExceeded (nothing
+        counted). Give them back with `refund` if the event is not stored after all."""
+        key = (room_id, user_id)
+        used = self._used.get(key)
+        if used is None:
+            used = await self._storage.stored_bytes(room_id, user_id)
+            if len(self._used) >= MAX_TRACKED:
+                self._used.clear()
+        if used + size > self.limit:
+            self._used[key] = used
+            raise QuotaExceeded(
+                f"you have stored {used // 1024} KiB in this room; one person may store at "
+                f"most {self.limit // (1024 * 1024)} MiB per session, and this event is "
+                f"{max(1, size // 1024)} KiB")
+        self._used[key] = used + size
+
+    def refund(self, room_id: int, user_id: int, size: int) -> None:
+        key = (room_id, user_id)
+        if key in self._used:
+            self._used[key] = max(0, self._used[key] - size)
