@@ -7,6 +7,7 @@ on the domain only."""
 from storage import (
     Attendance,
     Classroom,
+    Comment,
     Member,
     Membership,
     Post,
@@ -24,6 +25,7 @@ __all__ = [
     "Attendance",
     "Classroom",
     "ClassroomError",
+    "Comment",
     "Member",
     "Membership",
     "Post",

@@ -10,8 +10,8 @@ from storage import Classroom, DuplicateKey, Member, Membership, Storage, User
 from . import limits
 from .cache import MISSING, Cache
 from .clock import Clock, utcnow
-from .errors import NotFound, Unavailable, translate_storage_errors
-from .rules import Action, Role, check
+from .errors import Conflict, NotFound, Unavailable, translate_storage_errors
+from .rules import Action, Role, check, check_not_archived
 
 # No 0/O, 1/I/L look-alikes: 31 symbols, so 10 of them carry ~49.5 bits (>= 40 required).
 JOIN_CODE_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -48,6 +48,23 @@ class Classes:
         return check(await self.role_of(user, classroom_id), action)
 
     @translate_storage_errors
+    async def role_of_id(self, user_id: int, classroom_id: int) -> Role | None:
+        role = await self._storage.get_role(classroom_id, user_id)
+        return Role(role) if role else None
+
+    @translate_storage_errors
+    async def authorize_change(self, user: User, classroom_id: int, action: Action
+                               ) -> tuple[Role, Classroom]:
+        """`authorize` for an action that changes the class: also refused (Conflict) while
+        the class is archived."""
+        role = await self.authorize(user, classroom_id, action)
+        classroom = await self._storage.get_classroom(classroom_id)
+        if classroom is None:
+            raise NotFound("no such class")
+        check_not_archived(classroom.archived, action)
+        return role, classroom
+
+    @translate_storage_errors
     async def create(self, instructor: User, name: str, description: str = "") -> Classroom:
         clean_name = limits.class_name(name)
         clean_description = limits.class_description(description)
@@ -64,7 +81,8 @@ class Classes:
         """Join by code as a student; joining a class one is already in changes nothing and
         returns the existing role. NotFound for a code that matches no class."""
         classroom = await self._storage.get_classroom_by_code(limits.join_code(code))
-        if classroom is None:
+        if classroom is None or not classroom.join_open or classroom.archived:
+            # A code turned off reads like a wrong one: it says nothing about the class.
             raise NotFound("no class has that code; check it with your instructor")
         if not await self._storage.add_member(classroom.id, student.id, Role.STUDENT,
                                               self._now()):
@@ -93,3 +111,58 @@ class Classes:
     async def roster(self, user: User, classroom_id: int) -> list[Member]:
         await self.authorize(user, classroom_id, Action.VIEW_ROSTER)
         return await self._storage.list_members(classroom_id)
+
+    # -- managing a class (the instructor) and leaving it (a student) --------------------
+
+    @translate_storage_errors
+    async def remove_student(self, instructor: User, classroom_id: int, student_id: int
+                             ) -> None:
+        await self.authorize(instructor, classroom_id, Action.MANAGE_CLASS)
+        if await self.role_of_id(student_id, classroom_id) != Role.STUDENT:
+            raise NotFound("no such student in this class")
+        await self._storage.remove_member(classroom_id, student_id)
+
+    @translate_storage_errors
+    async def leave(self, student: User, classroom_id: int) -> None:
+        await self.authorize(student, classroom_id, Action.LEAVE_CLASS)
+        await self._storage.remove_member(classroom_id, student.id)
+
+    @translate_storage_errors
+    async def reset_join_code(self, instructor: User, classroom_id: int) -> Classroom:
+        """A fresh code (the old one stops working); joining is turned on again."""
+        await self.authorize(instructor, classroom_id, Action.MANAGE_CLASS)
+        for _ in range(_CODE_ATTEMPTS):
+            try:
+                await self._storage.set_join_code(classroom_id, new_join_code())
+                break
+            except DuplicateKey:
+                continue
+        else:
+            raise Unavailable("could not find a free class code; try again")
+        return await self._reloaded(classroom_id)
+
+    @translate_storage_errors
+    async def set_joining(self, instructor: User, classroom_id: int, open_: bool
+                          ) -> Classroom:
+        """Turn joining by code on or off (the code itself is kept)."""
+        await self.authorize(instructor, classroom_id, Action.MANAGE_CLASS)
+        await self._storage.set_join_open(classroom_id, open_)
+        return await self._reloaded(classroom_id)
+
+    @translate_storage_errors
+    async def set_archived(self, instructor: User, classroom_id: int, archived: bool
+                           ) -> Classroom:
+        """Archive (read-only, out of the way) or restore the class."""
+        await self.authorize(instructor, classroom_id, Action.MANAGE_CLASS)
+        classroom = await self._reloaded(classroom_id)
+        if archived == classroom.archived:
+            raise Conflict("the class is archived already" if archived
+                           else "the class is not archived")
+        await self._storage.set_archived(classroom_id, self._now() if archived else None)
+        return await self._reloaded(classroom_id)
+
+    async def _reloaded(self, classroom_id: int) -> Classroom:
+        classroom = await self._storage.get_classroom(classroom_id)
+        if classroom is None:
+            raise NotFound("no such class")
+        return classroom

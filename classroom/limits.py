@@ -23,6 +23,7 @@ TAG_MAX: Final = 40
 TAGS_PER_POST: Final = 10
 TOPIC_MAX: Final = 200
 MESSAGE_MAX: Final = 4000
+COMMENT_MAX: Final = 4000
 JOIN_CODE_LENGTH: Final = 10
 # Ids and seqs are signed 64-bit in both databases. A bigger number names nothing, and must
 # not reach SQLite, which raises OverflowError binding it.
@@ -106,6 +107,13 @@ def message_text(value: object) -> str:
         raise Invalid("text must be a string")
     text = value.strip().replace("\r\n", "\n")
     return _check_text(text, "message", MESSAGE_MAX, required=True, multiline=True)
+
+
+def comment_body(value: object) -> str:
+    if not isinstance(value, str):
+        raise Invalid("body must be a string")
+    return _check_text(value.strip().replace("\r\n", "\n"), "comment", COMMENT_MAX,
+                       required=True, multiline=True)
 
 
 def tag(value: str) -> str:

@@ -70,7 +70,7 @@ class Rooms:
         if kind not in ROOM_KINDS:
             raise Invalid(f"kind must be one of {', '.join(ROOM_KINDS)}")
         action = Action.MANAGE_SESSION if kind == LIVE else Action.OPEN_DISCUSSION
-        await self._classes.authorize(user, classroom_id, action)
+        await self._classes.authorize_change(user, classroom_id, action)
         clean_topic = limits.topic(topic)
         if kind == DISCUSSION and not clean_topic:
             raise Invalid("a discussion needs a topic")

@@ -20,6 +20,20 @@
     message the instructor      403        yes       404
     share code, step status,
       signal                    403        yes       404
+    edit or delete a post       yes        403       404
+    comment on a post           yes        yes       404
+    manage the class (remove a
+      student, join code,
+      archive)                  yes        403       404
+    leave the class             403        yes       404
+
+Comments (`check_comment_thread`, `may_delete_comment`): a class comment (no thread) is seen
+by every member; a private comment belongs to one student's thread with the instructor on
+that post, seen and written by that student and the instructor only (a student writes only
+in their own thread). The instructor may delete any comment; anyone may delete their own.
+
+An archived class is read-only: `check_not_archived` refuses every action that writes to it
+(posts, comments, sessions, discussions, joining) until the instructor restores it.
 
 Not a member is always 404, never 403, so a class's existence does not leak. A private message
 goes only between the class's instructor and one of its students: `check_private_target`.
@@ -31,7 +45,7 @@ import enum
 from collections.abc import Mapping
 from typing import Final
 
-from .errors import Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 
 
 class Role(enum.StrEnum):
@@ -54,6 +68,10 @@ class Action(enum.Enum):
     RUN_ROOM = "use the coding lab's instructor tools"
     MESSAGE_INSTRUCTOR = "ask the instructor privately"
     STUDENT_WORK = "share code or report progress on steps"
+    EDIT_POST = "edit or delete posts"
+    COMMENT = "comment on posts"
+    MANAGE_CLASS = "manage the class (remove students, the join code, archiving)"
+    LEAVE_CLASS = "leave the class (an instructor archives it instead)"
 
 
 _BOTH: Final = frozenset({Role.INSTRUCTOR, Role.STUDENT})
@@ -75,7 +93,16 @@ ALLOWED: Final[Mapping[Action, frozenset[Role]]] = {
     Action.RUN_ROOM: _INSTRUCTOR,
     Action.MESSAGE_INSTRUCTOR: _STUDENT,
     Action.STUDENT_WORK: _STUDENT,
+    Action.EDIT_POST: _INSTRUCTOR,
+    Action.COMMENT: _BOTH,
+    Action.MANAGE_CLASS: _INSTRUCTOR,
+    Action.LEAVE_CLASS: _STUDENT,
 }
+# What an archived class refuses: everything that would change it.
+ARCHIVE_REFUSES: Final = frozenset({
+    Action.CREATE_POST, Action.EDIT_POST, Action.COMMENT, Action.MANAGE_SESSION,
+    Action.OPEN_DISCUSSION,
+})
 
 
 def may(role: Role | None, action: Action) -> bool:
@@ -102,3 +129,30 @@ def check_private_target(sender_role: Role, target_role: Role | None) -> None:
         raise NotFound("no such member in this class")
     if sender_role == target_role:
         raise Invalid("private messages go between the instructor and a student")
+
+
+def check_comment_thread(role: Role, user_id: int, student_id: int | None,
+                         student_role: Role | None) -> None:
+    """May `user_id` (of `role`) write in the thread of `student_id` (None: the class)?
+    `student_role` is that student's role in the class (None: not a member)."""
+    if student_id is None:
+        return
+    if role == Role.STUDENT:
+        if student_id != user_id:
+            raise Forbidden("a student comments privately only in their own thread")
+        return
+    if student_role != Role.STUDENT:
+        raise NotFound("no such student in this class")
+
+
+def may_see_comment(role: Role, user_id: int, student_id: int | None) -> bool:
+    return student_id is None or role == Role.INSTRUCTOR or student_id == user_id
+
+
+def may_delete_comment(role: Role, user_id: int, author_id: int) -> bool:
+    return role == Role.INSTRUCTOR or author_id == user_id
+
+
+def check_not_archived(archived: bool, action: Action) -> None:
+    if archived and action in ARCHIVE_REFUSES:
+        raise Conflict("this class is archived; the instructor can restore it")

@@ -14,6 +14,7 @@ from .mysql import MySQLDatabase, MySQLParams
 from .records import (
     Attendance,
     Classroom,
+    Comment,
     Member,
     Membership,
     Post,
@@ -33,6 +34,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Attendance",
     "Classroom",
+    "Comment",
     "DuplicateKey",
     "Member",
     "Membership",

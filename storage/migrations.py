@@ -35,6 +35,22 @@ class Step:
 
 
 # Append only. Version 1 is the first release (no step: it was created from the schema files).
-STEPS: Final[tuple[Step, ...]] = ()
+STEPS: Final[tuple[Step, ...]] = (
+    Step(
+        version=2,
+        why="posts keep when they were edited; a class's join code can be turned off and the "
+            "class archived (post_comments is a new table: the schema files create it)",
+        mysql=(
+            "ALTER TABLE posts ADD COLUMN edited_at DATETIME(6) NULL",
+            "ALTER TABLE classrooms ADD COLUMN join_open TINYINT NOT NULL DEFAULT 1",
+            "ALTER TABLE classrooms ADD COLUMN archived_at DATETIME(6) NULL",
+        ),
+        sqlite=(
+            "ALTER TABLE posts ADD COLUMN edited_at DATETIME NULL",
+            "ALTER TABLE classrooms ADD COLUMN join_open TINYINT NOT NULL DEFAULT 1",
+            "ALTER TABLE classrooms ADD COLUMN archived_at DATETIME NULL",
+        ),
+    ),
+)
 
 SCHEMA_VERSION: Final = STEPS[-1].version if STEPS else 1

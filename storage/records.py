@@ -24,6 +24,14 @@ class Classroom:
     instructor_id: int
     instructor_name: str
     created_at: datetime
+    # Joining by code is possible (the instructor can turn the code off).
+    join_open: bool = True
+    # Archived: out of the way in "My classes", read-only for everyone.
+    archived_at: datetime | None = None
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
 
 @attrs.frozen
@@ -54,6 +62,25 @@ class Post:
     body: str
     tags: tuple[str, ...]
     created_at: datetime
+    edited_at: datetime | None = None
+
+
+@attrs.frozen
+class Comment:
+    """A comment under a post: for the whole class (`student_id` None), or part of one
+    student's private thread with the instructor on that post."""
+
+    id: int
+    post_id: int
+    author_id: int
+    author_name: str
+    student_id: int | None
+    body: str
+    created_at: datetime
+
+    @property
+    def private(self) -> bool:
+        return self.student_id is not None
 
 
 @attrs.frozen

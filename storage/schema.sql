@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS classrooms (
     join_code VARCHAR(16) NOT NULL,
     instructor_id BIGINT NOT NULL,
     created_at DATETIME(6) NOT NULL,
+    join_open TINYINT NOT NULL DEFAULT 1,
+    archived_at DATETIME(6) NULL,
     UNIQUE KEY classrooms_join_code (join_code),
     KEY classrooms_instructor (instructor_id),
     CONSTRAINT classrooms_instructor_fk FOREIGN KEY (instructor_id) REFERENCES users (id)
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS posts (
     title VARCHAR(200) NOT NULL,
     body TEXT NOT NULL,
     created_at DATETIME(6) NOT NULL,
+    edited_at DATETIME(6) NULL,
     KEY posts_classroom (classroom_id, id),
     CONSTRAINT posts_classroom_fk FOREIGN KEY (classroom_id) REFERENCES classrooms (id) ON DELETE CASCADE,
     CONSTRAINT posts_author_fk FOREIGN KEY (author_id) REFERENCES users (id)
@@ -85,6 +88,23 @@ CREATE TABLE IF NOT EXISTS post_tags (
     KEY post_tags_tag (tag_id, post_id),
     CONSTRAINT post_tags_post_fk FOREIGN KEY (post_id) REFERENCES posts (id) ON DELETE CASCADE,
     CONSTRAINT post_tags_tag_fk FOREIGN KEY (tag_id) REFERENCES tags (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Comments under a post: a class comment (student_id NULL) for every member, or one of a
+-- student's private thread with the instructor on that post (student_id: that student).
+CREATE TABLE IF NOT EXISTS post_comments (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    post_id BIGINT NOT NULL,
+    author_id BIGINT NOT NULL,
+    student_id BIGINT NULL,
+    body TEXT NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    KEY post_comments_post (post_id, id),
+    KEY post_comments_author (author_id),
+    KEY post_comments_student (student_id),
+    CONSTRAINT post_comments_post_fk FOREIGN KEY (post_id) REFERENCES posts (id) ON DELETE CASCADE,
+    CONSTRAINT post_comments_author_fk FOREIGN KEY (author_id) REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT post_comments_student_fk FOREIGN KEY (student_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS rooms (

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS classrooms (
     join_code VARCHAR(16) NOT NULL,
     instructor_id BIGINT NOT NULL,
     created_at DATETIME NOT NULL,
+    join_open TINYINT NOT NULL DEFAULT 1,
+    archived_at DATETIME NULL,
     CONSTRAINT classrooms_join_code UNIQUE (join_code),
     CONSTRAINT classrooms_instructor_fk FOREIGN KEY (instructor_id) REFERENCES users (id)
 );
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS posts (
     title VARCHAR(200) NOT NULL,
     body TEXT NOT NULL,
     created_at DATETIME NOT NULL,
+    edited_at DATETIME NULL,
     CONSTRAINT posts_classroom_fk FOREIGN KEY (classroom_id) REFERENCES classrooms (id) ON DELETE CASCADE,
     CONSTRAINT posts_author_fk FOREIGN KEY (author_id) REFERENCES users (id)
 );
@@ -86,6 +89,21 @@ CREATE TABLE IF NOT EXISTS post_tags (
     CONSTRAINT post_tags_tag_fk FOREIGN KEY (tag_id) REFERENCES tags (id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS post_tags_tag ON post_tags (tag_id, post_id);
+
+CREATE TABLE IF NOT EXISTS post_comments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    post_id BIGINT NOT NULL,
+    author_id BIGINT NOT NULL,
+    student_id BIGINT NULL,
+    body TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    CONSTRAINT post_comments_post_fk FOREIGN KEY (post_id) REFERENCES posts (id) ON DELETE CASCADE,
+    CONSTRAINT post_comments_author_fk FOREIGN KEY (author_id) REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT post_comments_student_fk FOREIGN KEY (student_id) REFERENCES users (id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS post_comments_post ON post_comments (post_id, id);
+CREATE INDEX IF NOT EXISTS post_comments_author ON post_comments (author_id);
+CREATE INDEX IF NOT EXISTS post_comments_student ON post_comments (student_id);
 
 CREATE TABLE IF NOT EXISTS rooms (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -26,6 +26,7 @@ from .migrations import SCHEMA_VERSION, STEPS
 from .records import (
     Attendance,
     Classroom,
+    Comment,
     Member,
     Membership,
     Post,
@@ -39,7 +40,16 @@ from .records import (
 
 _USER_COLUMNS: Final = "u.id, u.username, u.display_name, u.created_at"
 _CLASSROOM_COLUMNS: Final = (
-    "c.id, c.name, c.description, c.join_code, c.instructor_id, i.display_name, c.created_at"
+    "c.id, c.name, c.description, c.join_code, c.instructor_id, i.display_name, c.created_at,"
+    " c.join_open, c.archived_at"
+)
+_CLASSROOM_WIDTH: Final = 9
+_POST_COLUMNS: Final = (
+    "p.id, p.classroom_id, p.author_id, u.display_name, p.title, p.body, p.created_at,"
+    " p.edited_at"
+)
+_COMMENT_COLUMNS: Final = (
+    "k.id, k.post_id, k.author_id, u.display_name, k.student_id, k.body, k.created_at"
 )
 _ROOM_COLUMNS: Final = (
     "id, classroom_id, kind, topic, created_by, created_at, ended_at, chat_server, last_seq"
@@ -69,7 +79,11 @@ def _user(row: Row, at: int = 0) -> User:
 
 
 def _classroom(row: Row, at: int = 0) -> Classroom:
-    return Classroom(*row[at:at + 7])
+    (id_, name, description, join_code, instructor_id, instructor_name, created_at,
+     join_open, archived_at) = row[at:at + _CLASSROOM_WIDTH]
+    return Classroom(id=id_, name=name, description=description, join_code=join_code,
+                     instructor_id=instructor_id, instructor_name=instructor_name,
+                     created_at=created_at, join_open=bool(join_open), archived_at=archived_at)
 
 
 def _room(row: Row) -> Room:
@@ -82,7 +96,7 @@ def _event(row: Row) -> RoomEvent:
 
 def _post(row: Row, tags: tuple[str, ...]) -> Post:
     return Post(id=row[0], classroom_id=row[1], author_id=row[2], author_name=row[3],
-                title=row[4], body=row[5], tags=tags, created_at=row[6])
+                title=row[4], body=row[5], tags=tags, created_at=row[6], edited_at=row[7])
 
 
 def _in_list(values: Sequence[Any]) -> str:
@@ -361,6 +375,33 @@ class Storage:
         self._notify(CHANGE_CLASSROOM, classroom_id)
         return True
 
+    async def remove_member(self, classroom_id: int, user_id: int) -> bool:
+        """A student leaves (or is removed from) the class. False when they were not one."""
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                "DELETE FROM memberships WHERE classroom_id = %s AND user_id = %s"
+                " AND role = 'student'", (classroom_id, user_id))
+            await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
+        self._notify(CHANGE_CLASSROOM, classroom_id)
+        return written.rowcount == 1
+
+    async def set_join_code(self, classroom_id: int, join_code: str) -> None:
+        """A new code (the old one stops working). DuplicateKey when it is taken."""
+        await self._update_classroom(classroom_id, "join_code = %s, join_open = 1", join_code)
+
+    async def set_join_open(self, classroom_id: int, join_open: bool) -> None:
+        await self._update_classroom(classroom_id, "join_open = %s", 1 if join_open else 0)
+
+    async def set_archived(self, classroom_id: int, archived_at: datetime | None) -> None:
+        await self._update_classroom(classroom_id, "archived_at = %s", archived_at)
+
+    async def _update_classroom(self, classroom_id: int, assignment: str, value: Any) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(f"UPDATE classrooms SET {assignment} WHERE id = %s",
+                             (value, classroom_id))
+            await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
+        self._notify(CHANGE_CLASSROOM, classroom_id)
+
     async def list_memberships(self, user_id: int) -> list[Membership]:
         rows = await self.db.fetch_all(
             f"SELECT {_CLASSROOM_COLUMNS}, m.role, m.joined_at FROM memberships m"
@@ -369,7 +410,9 @@ class Storage:
             " WHERE m.user_id = %s ORDER BY c.id DESC",
             (user_id,),
         )
-        return [Membership(classroom=_classroom(r), role=r[7], joined_at=r[8]) for r in rows]
+        width = _CLASSROOM_WIDTH
+        return [Membership(classroom=_classroom(r), role=r[width], joined_at=r[width + 1])
+                for r in rows]
 
     async def list_members(self, classroom_id: int) -> list[Member]:
         """Instructor first, then students in the order they joined."""
@@ -425,11 +468,13 @@ class Storage:
             where.append("p.id < %s")
             params.append(before_id)
         rows = await self.db.fetch_all(
-            "SELECT p.id, p.classroom_id, p.author_id, u.display_name, p.title, p.body,"
-            " p.created_at FROM posts p JOIN users u ON u.id = p.author_id"
+            f"SELECT {_POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id"
             f" WHERE {' AND '.join(where)} ORDER BY p.id DESC LIMIT %s",
             (*params, limit),
         )
+        return await self._with_tags(rows)
+
+    async def _with_tags(self, rows: Sequence[Row]) -> list[Post]:
         if not rows:
             return []
         ids = [r[0] for r in rows]
@@ -443,11 +488,98 @@ class Storage:
             tags.setdefault(post_id, []).append(name)
         return [_post(r, tuple(tags.get(r[0], ()))) for r in rows]
 
+    async def get_post(self, post_id: int) -> Post | None:
+        rows = await self.db.fetch_all(
+            f"SELECT {_POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id"
+            " WHERE p.id = %s", (post_id,))
+        posts = await self._with_tags(rows)
+        return posts[0] if posts else None
+
+    async def update_post(self, post_id: int, title: str, body: str, tags: Sequence[str],
+                          now: datetime) -> bool:
+        """New title, text and tags (replacing the old ones); `edited_at` is `now`.
+        False when the post is gone."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetch_one("SELECT classroom_id FROM posts WHERE id = %s", (post_id,))
+            if row is None:
+                return False
+            classroom_id = row[0]
+            # The same lock as create_post: tags of one class are written one post at a time.
+            await tx.fetch_all("SELECT id FROM classrooms WHERE id = %s" + tx.dialect.for_update,
+                               (classroom_id,))
+            await tx.execute("UPDATE posts SET title = %s, body = %s, edited_at = %s"
+                             " WHERE id = %s", (title, body, now, post_id))
+            await tx.execute("DELETE FROM post_tags WHERE post_id = %s", (post_id,))
+            for tag in tags:
+                await tx.execute(
+                    f"{tx.dialect.insert_ignore} INTO tags (classroom_id, name) VALUES (%s, %s)",
+                    (classroom_id, tag))
+                await tx.execute(
+                    f"{tx.dialect.insert_ignore} INTO post_tags (post_id, tag_id)"
+                    " SELECT %s, id FROM tags WHERE classroom_id = %s AND name = %s",
+                    (post_id, classroom_id, tag))
+            await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
+        self._notify(CHANGE_CLASSROOM, classroom_id)
+        return True
+
+    async def delete_post(self, post_id: int) -> bool:
+        """The post, its tags' links and its comments. False when it was gone already."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetch_one("SELECT classroom_id FROM posts WHERE id = %s", (post_id,))
+            if row is None:
+                return False
+            await tx.execute("DELETE FROM posts WHERE id = %s", (post_id,))
+            await self._log_change(tx, CHANGE_CLASSROOM, int(row[0]))
+        self._notify(CHANGE_CLASSROOM, int(row[0]))
+        return True
+
+    # -- comments ------------------------------------------------------------------------
+
+    async def add_comment(self, post_id: int, author: User, student_id: int | None,
+                          body: str, now: datetime) -> Comment:
+        written = await self.db.execute(
+            "INSERT INTO post_comments (post_id, author_id, student_id, body, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)", (post_id, author.id, student_id, body, now))
+        assert written.lastrowid is not None
+        return Comment(id=written.lastrowid, post_id=post_id, author_id=author.id,
+                       author_name=author.display_name, student_id=student_id, body=body,
+                       created_at=now)
+
+    async def get_comment(self, comment_id: int) -> Comment | None:
+        row = await self.db.fetch_one(
+            f"SELECT {_COMMENT_COLUMNS} FROM post_comments k JOIN users u ON u.id = k.author_id"
+            " WHERE k.id = %s", (comment_id,))
+        return Comment(*row) if row else None
+
+    async def list_comments(self, post_ids: Sequence[int], *, private_of: int | None
+                            ) -> list[Comment]:
+        """Comments under these posts, oldest first: class comments and, with `private_of`,
+        only that student's private threads (None: every private thread, the instructor's
+        view)."""
+        if not post_ids:
+            return []
+        sql = (f"SELECT {_COMMENT_COLUMNS} FROM post_comments k"
+               " JOIN users u ON u.id = k.author_id"
+               f" WHERE k.post_id IN ({_in_list(post_ids)})")
+        params: list[Any] = list(post_ids)
+        if private_of is not None:
+            sql += " AND (k.student_id IS NULL OR k.student_id = %s)"
+            params.append(private_of)
+        rows = await self.db.fetch_all(sql + " ORDER BY k.id", params)
+        return [Comment(*r) for r in rows]
+
+    async def delete_comment(self, comment_id: int) -> bool:
+        written = await self.db.execute("DELETE FROM post_comments WHERE id = %s",
+                                        (comment_id,))
+        return written.rowcount == 1
+
     async def list_tags(self, classroom_id: int) -> list[TagCount]:
         rows = await self.db.fetch_all(
             "SELECT t.name, COUNT(pt.post_id) FROM tags t"
             " LEFT JOIN post_tags pt ON pt.tag_id = t.id"
-            " WHERE t.classroom_id = %s GROUP BY t.id, t.name ORDER BY t.name",
+            " WHERE t.classroom_id = %s GROUP BY t.id, t.name"
+            # A tag whose posts were all edited or deleted away is not offered as a filter.
+            " HAVING COUNT(pt.post_id) > 0 ORDER BY t.name",
             (classroom_id,),
         )
         return [TagCount(name=r[0], posts=int(r[1])) for r in rows]

@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from classroom import User
-from classroom.errors import ClassroomError
+from classroom.errors import ClassroomError, Invalid
 from classroom.posts import PAGE_SIZE
 from classroom.rooms import DISCUSSION, HISTORY_PAGE, LIVE
 from classroom.rules import Action, Role
@@ -79,6 +79,16 @@ class Api:
             ("GET", "/classrooms/{id:int}/posts", self.posts),
             ("POST", "/classrooms/{id:int}/posts", self.create_post),
             ("GET", "/classrooms/{id:int}/tags", self.tags),
+            ("GET", "/posts/{id:int}", self.post),
+            ("PATCH", "/posts/{id:int}", self.edit_post),
+            ("DELETE", "/posts/{id:int}", self.delete_post),
+            ("GET", "/posts/{id:int}/comments", self.comments),
+            ("POST", "/posts/{id:int}/comments", self.add_comment),
+            ("DELETE", "/comments/{id:int}", self.delete_comment),
+            ("POST", "/classrooms/{id:int}/leave", self.leave),
+            ("DELETE", "/classrooms/{id:int}/students/{user:int}", self.remove_student),
+            ("POST", "/classrooms/{id:int}/join-code", self.join_code),
+            ("POST", "/classrooms/{id:int}/archive", self.archive),
             ("GET", "/classrooms/{id:int}/students", self.students),
             ("GET", "/classrooms/{id:int}/sessions", self.sessions),
             ("POST", "/classrooms/{id:int}/sessions", self.start_session),
@@ -190,8 +200,9 @@ class Api:
 
     async def join(self, call: Call) -> Response:
         data = call.payload()
-        classroom, role = await self._services.classes.join(
-            call.visitor.me, json_text(data, "code"))
+        # The class answer names the code `join_code`; both names are taken.
+        code = json_text(data, "code") or json_text(data, "join_code")
+        classroom, role = await self._services.classes.join(call.visitor.me, code)
         return json_response({"classroom": serialize.classroom(classroom, role)})
 
     async def classroom(self, call: Call) -> Response:
@@ -228,6 +239,83 @@ class Api:
             call.visitor.me, call.id(), title=json_text(data, "title"),
             body=json_text(data, "body"), tags=json_tags(data))
         return json_response({"post": serialize.post(post)}, 201)
+
+    async def post(self, call: Call) -> Response:
+        post, _ = await self._services.posts.get(call.visitor.me, call.id())
+        return json_response({"post": serialize.post(post)})
+
+    async def edit_post(self, call: Call) -> Response:
+        data = call.payload()
+        post = await self._services.posts.edit(
+            call.visitor.me, call.id(), title=json_text(data, "title"),
+            body=json_text(data, "body"), tags=json_tags(data))
+        return json_response({"post": serialize.post(post)})
+
+    async def delete_post(self, call: Call) -> Response:
+        await self._services.posts.delete(call.visitor.me, call.id())
+        return Response(204)
+
+    async def comments(self, call: Call) -> Response:
+        post, _ = await self._services.posts.get(call.visitor.me, call.id())
+        by_post = await self._services.posts.comments(call.visitor.me, post.classroom_id,
+                                                      [post.id])
+        return json_response({"comments": [serialize.comment(c) for c in by_post[post.id]]})
+
+    async def add_comment(self, call: Call) -> Response:
+        data = call.payload()
+        private = data.get("private", False)
+        student_id = data.get("student_id")
+        if not isinstance(private, bool):
+            raise Invalid("private must be true or false")
+        if student_id is not None and (not isinstance(student_id, int)
+                                       or isinstance(student_id, bool)):
+            raise Invalid("student_id must be a user id")
+        comment = await self._services.posts.comment(
+            call.visitor.me, call.id(), data.get("body", ""), private=private,
+            student_id=student_id)
+        return json_response({"comment": serialize.comment(comment)}, 201)
+
+    async def delete_comment(self, call: Call) -> Response:
+        await self._services.posts.delete_comment(call.visitor.me, call.id())
+        return Response(204)
+
+    async def leave(self, call: Call) -> Response:
+        call.payload()  # the Content-Type rule is the CSRF defence of a cookie call
+        await self._services.classes.leave(call.visitor.me, call.id())
+        return Response(204)
+
+    async def remove_student(self, call: Call) -> Response:
+        await self._services.classes.remove_student(
+            call.visitor.me, call.id(), int(call.request.params["user"]))
+        return Response(204)
+
+    async def join_code(self, call: Call) -> Response:
+        """`{"reset": true}` draws a new code; `{"open": false}` turns joining off."""
+        data = call.payload()
+        classes = self._services.classes
+        me = call.visitor.me
+        reset, open_ = data.get("reset", False), data.get("open")
+        if not isinstance(reset, bool) or (open_ is not None and not isinstance(open_, bool)):
+            raise Invalid("reset and open must be true or false")
+        if not reset and open_ is None:
+            raise Invalid("send reset: true or open: true|false")
+        classroom = None
+        if reset:
+            classroom = await classes.reset_join_code(me, call.id())
+        if open_ is not None:
+            classroom = await classes.set_joining(me, call.id(), open_)
+        assert classroom is not None
+        return json_response({"classroom": serialize.classroom(classroom, Role.INSTRUCTOR)})
+
+    async def archive(self, call: Call) -> Response:
+        """`{"archived": true}` archives the class, `false` restores it."""
+        data = call.payload()
+        archived = data.get("archived", True)
+        if not isinstance(archived, bool):
+            raise Invalid("archived must be true or false")
+        classroom = await self._services.classes.set_archived(call.visitor.me, call.id(),
+                                                              archived)
+        return json_response({"classroom": serialize.classroom(classroom, Role.INSTRUCTOR)})
 
     async def tags(self, call: Call) -> Response:
         tags = await self._services.posts.tags(call.visitor.me, call.id())

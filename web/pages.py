@@ -25,7 +25,7 @@ from classroom.errors import (
     Unauthenticated,
 )
 from classroom.posts import PAGE_SIZE
-from classroom.rules import Action, Role, may
+from classroom.rules import Action, Role, check, may, may_delete_comment
 from classroom.services import Services
 from protocol import Handler, Request, Response, Router
 
@@ -41,10 +41,10 @@ from .auth import (
 )
 from .errors import back_path, error_hint, http_error, with_error_headers
 from .inputs import query_int
-from .render import page, render
+from .render import page, post_tail_marker, render
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
-    from classroom import User
+    from classroom import Comment, User
 
 __all__ = ["FORM_ERRORS", "PageGroup", "PageRoute", "Pages", "Visit"]
 
@@ -181,6 +181,16 @@ class Pages(PageGroup):
             ("GET", "/classrooms/{id:int}", self.stream, False),
             ("POST", "/classrooms/{id:int}", self.new_post, False),
             ("GET", "/classrooms/{id:int}/students", self.students, False),
+            ("GET", "/posts/{id:int}/edit", self.edit_post_form, False),
+            ("POST", "/posts/{id:int}/edit", self.edit_post, False),
+            ("POST", "/posts/{id:int}/delete", self.delete_post, False),
+            ("POST", "/posts/{id:int}/comments", self.add_comment, False),
+            ("POST", "/comments/{id:int}/delete", self.delete_comment, False),
+            ("POST", "/classrooms/{id:int}/students/{user:int}/remove", self.remove_student,
+             False),
+            ("POST", "/classrooms/{id:int}/leave", self.leave, False),
+            ("POST", "/classrooms/{id:int}/join-code", self.join_code, False),
+            ("POST", "/classrooms/{id:int}/archive", self.archive, False),
         ]
 
     # -- signing in and out -------------------------------------------------------------
@@ -257,8 +267,11 @@ class Pages(PageGroup):
 
     async def my_classes(self, visit: Visit) -> Response:
         memberships = await self._services.classes.mine(visit.me)
-        live = await self._services.rooms.live_now([m.classroom.id for m in memberships])
-        return self._page(visit, "classes.html", memberships=memberships, live=live)
+        live = await self._services.rooms.live_now([m.classroom.id for m in memberships
+                                                    if not m.classroom.archived])
+        return self._page(visit, "classes.html", live=live,
+                          memberships=[m for m in memberships if not m.classroom.archived],
+                          archived=[m for m in memberships if m.classroom.archived])
 
     async def new_class_form(self, visit: Visit) -> Response:
         return self._page(visit, "new_class.html", values={})
@@ -302,17 +315,20 @@ class Pages(PageGroup):
 
     async def _stream_page(self, visit: Visit, *, error: ClassroomError | None = None
                            ) -> Response:
-        """The class's stream; with `error`, the post form shown again with what was typed."""
+        """The class's stream; with `error`, the post form shown again with what was typed.
+
+        The posts and the tag list are the same for every member of one role, so they are
+        rendered once per change of the class (the cache drops them with it). What is the
+        visitor's own under each post (its tools with their CSRF token, the comments the
+        visitor may see) is rendered per request into that post's tail marker."""
         me = visit.me
         classroom_id = int(visit.request.params["id"])
         classroom, role = await self._services.classes.get(me, classroom_id)
         tag = visit.request.query_value("tag") or None
         before = query_int(visit.request, "before")
-        can_post = may(role, Action.CREATE_POST)
+        can_post = may(role, Action.CREATE_POST) and not classroom.archived
 
-        async def shared_parts() -> tuple[Markup, Markup]:
-            """The posts and the tag list: the same for every member of one role, so
-            rendered once per change of the class (the cache drops them with it)."""
+        async def shared_parts() -> tuple[Markup, Markup, tuple[int, ...]]:
             posts = await self._services.posts.stream(me, classroom_id, tag=tag,
                                                       before_id=before)
             tags = await self._services.posts.tags(me, classroom_id)
@@ -323,23 +339,121 @@ class Pages(PageGroup):
             shared = dict(classroom=classroom, tag=tag, can_post=can_post)
             # Autoescaped template output: Markup keeps the page from escaping it again.
             return (Markup(render("_stream_posts.html", posts=posts, older=older, **shared)),
-                    Markup(render("_stream_tags.html", tags=tags, **shared)))
+                    Markup(render("_stream_tags.html", tags=tags, **shared)),
+                    tuple(post.id for post in posts))
 
-        posts_html, tags_html = await self._services.cache.class_memo(
+        posts_html, tags_html, post_ids = await self._services.cache.class_memo(
             classroom_id, ("stream.html", tag, before, role), shared_parts)
         live_room = await self._services.rooms.shown_session(classroom_id)
+        comments = await self._services.posts.comments(me, classroom_id, post_ids)
+        can_edit = may(role, Action.EDIT_POST) and not classroom.archived
+        can_comment = may(role, Action.COMMENT) and not classroom.archived
+        student_names = ({m.user.id: m.user.display_name
+                          for m in await self._services.classes.roster(me, classroom_id)}
+                         if may(role, Action.VIEW_ROSTER) else {})
+        # str, not Markup: Markup.replace would escape the marker and the tail.
+        page_posts = str(posts_html)
+        for post_id in post_ids:
+            tail = render("_post_tail.html", post_id=post_id, role=role, me=me,
+                          thread=_threads(comments.get(post_id, []), role, me.id),
+                          can_edit=can_edit, can_comment=can_comment,
+                          student_names=student_names, csrf=visit.csrf,
+                          csrf_field=CSRF_FIELD)
+            page_posts = page_posts.replace(post_tail_marker(post_id), tail, 1)
         context: dict[str, Any] = dict(
-            classroom=classroom, role=role, posts_html=posts_html, tags_html=tags_html,
-            tag=tag, can_post=can_post,
+            classroom=classroom, role=role, posts_html=Markup(page_posts),
+            tags_html=tags_html, tag=tag, can_post=can_post,
             show_code=may(role, Action.SHARE_JOIN_CODE),
             tabs=await self._tabs(classroom_id, role, "stream", live_room is not None),
             live_room=live_room,
+            can_manage=may(role, Action.MANAGE_CLASS),
+            can_leave=may(role, Action.LEAVE_CLASS),
+            invite=self._invite_link(visit, classroom.join_code),
             values={"title": visit.field("title"), "body": visit.field("body"),
                     "tags": visit.field("tags")},
         )
         if error is not None:
             return self._form_error(visit, "stream.html", error, **context)
         return self._page(visit, "stream.html", **context)
+
+    @staticmethod
+    def _invite_link(visit: Visit, code: str) -> str:
+        """The link that opens the join form with the code filled in."""
+        host = visit.request.header("host") or ""
+        query = urllib.parse.urlencode({"code": code})
+        return f"http://{host}/classrooms/join?{query}" if host else f"/classrooms/join?{query}"
+
+    # -- editing posts and comments -------------------------------------------------------
+
+    async def edit_post_form(self, visit: Visit) -> Response:
+        post, role = await self._services.posts.get(visit.me, int(visit.request.params["id"]))
+        check(role, Action.EDIT_POST)
+        values = {"title": post.title, "body": post.body, "tags": ", ".join(post.tags)}
+        return self._page(visit, "edit_post.html", post=post, values=values)
+
+    async def edit_post(self, visit: Visit) -> Response:
+        post_id = int(visit.request.params["id"])
+        try:
+            post = await self._services.posts.edit(
+                visit.me, post_id, title=visit.field("title"), body=visit.field("body"),
+                tags=visit.field("tags"))
+        except FORM_ERRORS as error:
+            post, _ = await self._services.posts.get(visit.me, post_id)
+            values = {name: visit.field(name) for name in ("title", "body", "tags")}
+            return self._form_error(visit, "edit_post.html", error, post=post, values=values)
+        return Response.redirect(f"/classrooms/{post.classroom_id}#post-{post.id}")
+
+    async def delete_post(self, visit: Visit) -> Response:
+        post = await self._services.posts.delete(visit.me, int(visit.request.params["id"]))
+        return Response.redirect(f"/classrooms/{post.classroom_id}")
+
+    async def add_comment(self, visit: Visit) -> Response:
+        """A comment from the form under a post. A refused one (empty, too long) is an
+        error page with the way back: the form's own limits catch it first."""
+        post_id = int(visit.request.params["id"])
+        student = visit.field("student_id")
+        comment = await self._services.posts.comment(
+            visit.me, post_id, visit.field("body"), private=visit.field("private") == "1",
+            student_id=int(student) if student.isdigit() and len(student) < 19 else None)
+        post, _ = await self._services.posts.get(visit.me, comment.post_id)
+        return Response.redirect(f"/classrooms/{post.classroom_id}#post-{post.id}")
+
+    async def delete_comment(self, visit: Visit) -> Response:
+        comment = await self._services.posts.delete_comment(
+            visit.me, int(visit.request.params["id"]))
+        post, _ = await self._services.posts.get(visit.me, comment.post_id)
+        return Response.redirect(f"/classrooms/{post.classroom_id}#post-{post.id}")
+
+    # -- managing a class ---------------------------------------------------------------
+
+    async def remove_student(self, visit: Visit) -> Response:
+        classroom_id = int(visit.request.params["id"])
+        await self._services.classes.remove_student(visit.me, classroom_id,
+                                                    int(visit.request.params["user"]))
+        return Response.redirect(f"/classrooms/{classroom_id}/students")
+
+    async def leave(self, visit: Visit) -> Response:
+        await self._services.classes.leave(visit.me, int(visit.request.params["id"]))
+        return Response.redirect(HOME)
+
+    async def join_code(self, visit: Visit) -> Response:
+        """`action`: "reset" (a new code), "off" or "on" (joining by code)."""
+        classroom_id = int(visit.request.params["id"])
+        classes = self._services.classes
+        action = visit.field("action")
+        if action == "reset":
+            await classes.reset_join_code(visit.me, classroom_id)
+        elif action in ("on", "off"):
+            await classes.set_joining(visit.me, classroom_id, action == "on")
+        else:
+            raise Invalid("action must be reset, on or off")
+        return Response.redirect(f"/classrooms/{classroom_id}")
+
+    async def archive(self, visit: Visit) -> Response:
+        classroom_id = int(visit.request.params["id"])
+        archived = visit.field("archived") != "0"
+        await self._services.classes.set_archived(visit.me, classroom_id, archived)
+        return Response.redirect(HOME if archived else f"/classrooms/{classroom_id}")
 
     async def students(self, visit: Visit) -> Response:
         me = visit.me
@@ -349,4 +463,18 @@ class Pages(PageGroup):
         return self._page(visit, "students.html", classroom=classroom, role=role,
                           instructors=[m for m in members if m.role == Role.INSTRUCTOR],
                           students=[m for m in members if m.role == Role.STUDENT],
+                          can_manage=may(role, Action.MANAGE_CLASS),
                           tabs=await self._tabs(classroom_id, role, "students"))
+
+
+def _threads(comments: list[Comment], role: Role, me_id: int) -> dict[str, Any]:
+    """A post's comments as its page shows them: the class's, and the private threads by
+    student (the instructor sees each student's; a student only their own)."""
+    public = [c for c in comments if c.student_id is None]
+    private: dict[int, list[Comment]] = {}
+    for comment in comments:
+        if comment.student_id is not None:
+            private.setdefault(comment.student_id, []).append(comment)
+    return {"public": public, "private": private,
+            "may_delete": {c.id for c in comments
+                           if may_delete_comment(role, me_id, c.author_id)}}

@@ -27,6 +27,7 @@ __all__ = [
     "json_response",
     "linkify",
     "page",
+    "post_tail_marker",
     "render",
     "sentence",
     "shown_time",
@@ -95,6 +96,12 @@ def _linkify(text: str) -> Markup:
     return Markup("").join(parts)
 
 
+def post_tail_marker(post_id: int) -> str:
+    """Where a post's per-visitor part goes in the cached stream HTML. User text cannot
+    forge it: autoescaping turns every `<` of user data into `&lt;`."""
+    return f"<!--post-tail {int(post_id)}-->"
+
+
 def iso_time(value: datetime) -> str:
     """ISO 8601 UTC with "Z", to the second: the precision both databases keep."""
     return value.replace(microsecond=0).isoformat() + "Z"
@@ -113,6 +120,7 @@ _ENV.filters["when"] = shown_time
 _ENV.filters["iso"] = iso_time
 _ENV.filters["sentence"] = sentence
 _ENV.filters["linkify"] = linkify
+_ENV.globals["post_tail"] = lambda post_id: Markup(post_tail_marker(post_id))
 # Forms show the same limits the domain enforces (maxlength, hints), from the one place.
 _ENV.globals["limits"] = limits
 

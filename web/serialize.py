@@ -13,9 +13,9 @@ from classroom.rules import Action, Role, may
 from .render import iso_time
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
-    from classroom import Classroom, Member, Membership, Post, TagCount, User
+    from classroom import Classroom, Comment, Member, Membership, Post, TagCount, User
 
-__all__ = ["classroom", "member", "membership", "post", "tag_count", "user"]
+__all__ = ["classroom", "comment", "member", "membership", "post", "tag_count", "user"]
 
 JSON = dict[str, Any]
 
@@ -37,9 +37,11 @@ def classroom(value: Classroom, role: Role | str) -> JSON:
         "instructor": {"id": value.instructor_id, "display_name": value.instructor_name},
         "role": str(role),
         "created_at": iso_time(value.created_at),
+        "archived": value.archived,
     }
     if may(Role(role), Action.SHARE_JOIN_CODE):
         shape["join_code"] = value.join_code
+        shape["join_open"] = value.join_open
     return shape
 
 
@@ -60,6 +62,21 @@ def post(value: Post) -> JSON:
         "body": value.body,
         # Sorted as the database lists them, so a new post looks as it will when read back.
         "tags": sorted(value.tags),
+        "created_at": iso_time(value.created_at),
+        "edited_at": iso_time(value.edited_at) if value.edited_at else None,
+    }
+
+
+def comment(value: Comment) -> JSON:
+    """`student_id`: the student whose private thread with the instructor it is in (None:
+    a class comment, seen by every member)."""
+    return {
+        "id": value.id,
+        "post_id": value.post_id,
+        "author": {"id": value.author_id, "display_name": value.author_name},
+        "private": value.private,
+        "student_id": value.student_id,
+        "body": value.body,
         "created_at": iso_time(value.created_at),
     }
 

@@ -12,7 +12,16 @@ import trio
 
 from classroom import Services
 from classroom.errors import ClassroomError, Forbidden, NotFound
-from classroom.rules import ALLOWED, Action, Role, check, check_private_target
+from classroom.rules import (
+    ALLOWED,
+    Action,
+    Role,
+    check,
+    check_comment_thread,
+    check_private_target,
+    may_delete_comment,
+    may_see_comment,
+)
 from storage import Classroom, Room, User, open_storage
 
 OK: Final = "ok"
@@ -36,6 +45,10 @@ TABLE: Final = [
     (Action.RUN_ROOM, OK, F, N),
     (Action.MESSAGE_INSTRUCTOR, F, OK, N),
     (Action.STUDENT_WORK, F, OK, N),
+    (Action.EDIT_POST, OK, F, N),
+    (Action.COMMENT, OK, OK, N),
+    (Action.MANAGE_CLASS, OK, F, N),
+    (Action.LEAVE_CLASS, F, OK, N),
 ]
 CELLS: Final = [(action, role, outcome) for action, *outcomes in TABLE
                 for role, outcome in zip((INS, STU, OUT), outcomes, strict=True)]
@@ -77,6 +90,27 @@ def test_private_messages_join_instructor_and_student_only() -> None:
         check_private_target(INS, None)
 
 
+def test_comment_threads_and_deleting_comments() -> None:
+    # A class comment (no thread) is anyone's; a student writes only in their own thread,
+    # the instructor in any student's.
+    check_comment_thread(STU, 7, None, None)
+    check_comment_thread(STU, 7, 7, STU)
+    with pytest.raises(Forbidden):
+        check_comment_thread(STU, 7, 8, STU)
+    check_comment_thread(INS, 1, 7, STU)
+    with pytest.raises(NotFound):
+        check_comment_thread(INS, 1, 9, None)
+    with pytest.raises(NotFound):
+        check_comment_thread(INS, 1, 1, INS)
+    # (role, viewer, thread) -> may see
+    assert may_see_comment(STU, 7, None) and may_see_comment(STU, 7, 7)
+    assert not may_see_comment(STU, 7, 8)
+    assert may_see_comment(INS, 1, 8)
+    # (role, user, author) -> may delete: the instructor any, anyone their own
+    assert may_delete_comment(INS, 1, 7) and may_delete_comment(STU, 7, 7)
+    assert not may_delete_comment(STU, 7, 8)
+
+
 # -- the same cells through the services, on a real database ------------------------------
 
 Attempt = Callable[[Services, User, Classroom, Room], Awaitable[object]]
@@ -91,7 +125,26 @@ ATTEMPTS: Final[dict[Action, Attempt]] = {
     Action.MANAGE_SESSION: lambda s, u, c, r: s.rooms.end(u, r.id),
     Action.OPEN_DISCUSSION: lambda s, u, c, r: s.rooms.open(u, c.id, "discussion", "t"),
     Action.VIEW_ATTENDANCE: lambda s, u, c, r: s.rooms.attendance(u, r.id),
+    Action.EDIT_POST: lambda s, u, c, r: _edit_first_post(s, u, c),
+    Action.COMMENT: lambda s, u, c, r: _comment_first_post(s, u, c),
+    Action.MANAGE_CLASS: lambda s, u, c, r: s.classes.reset_join_code(u, c.id),
+    Action.LEAVE_CLASS: lambda s, u, c, r: s.classes.leave(u, c.id),
 }
+
+
+async def _first_post(services: Services, classroom: Classroom) -> int:
+    posts = await services.storage.list_posts(classroom.id)
+    return posts[0].id
+
+
+async def _edit_first_post(services: Services, user: User, classroom: Classroom) -> object:
+    return await services.posts.edit(user, await _first_post(services, classroom),
+                                     title="edited")
+
+
+async def _comment_first_post(services: Services, user: User, classroom: Classroom
+                              ) -> object:
+    return await services.posts.comment(user, await _first_post(services, classroom), "hi")
 SERVICE_CELLS: Final = [cell for cell in CELLS if cell[0] in ATTEMPTS]
 
 
@@ -109,6 +162,7 @@ async def test_services_apply_each_cell(db_url: str, action: Action, role: Role 
             classroom = await services.classes.create(people["teacher"], "Networks")
             await services.classes.join(people["ann"], classroom.join_code)
             room = await services.rooms.open(people["teacher"], classroom.id, "live")
+            await services.posts.create(people["teacher"], classroom.id, title="first")
             actor = {INS: people["teacher"], STU: people["ann"], OUT: people["stranger"]}[role]
             try:
                 await ATTEMPTS[action](services, actor, classroom, room)

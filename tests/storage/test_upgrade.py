@@ -82,8 +82,12 @@ async def test_an_old_database_with_data_upgrades_to_the_new_schema(
             assert user.display_name == "Ada"
             classroom = await old.get_classroom_by_code("ABCDEFGHJK")
             assert classroom is not None
+            # Version 2: joining stays open, nothing archived, no post edited, no comments.
+            assert classroom.join_open and classroom.archived_at is None
             posts = await old.list_posts(classroom.id)
-            assert [(p.title, p.tags) for p in posts] == [("Welcome", ("intro",))]
+            assert [(p.title, p.tags, p.edited_at) for p in posts] == [
+                ("Welcome", ("intro",), None)]
+            assert await old.list_comments([posts[0].id], private_of=None) == []
             events = await old.list_room_events(1, after=0)
             assert [(e.seq, e.event, e.sender_id) for e in events] == [(1, "message", 2)]
         if backend == "sqlite":

@@ -11,6 +11,7 @@ import re
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -227,3 +228,131 @@ async def test_an_ended_session_is_readable_from_sessions(live_web: WebWorld,
                 assert [n.text for n in notes] == ["The instructor ended this session."]
 
             await trio.to_thread.run_sync(reread)
+
+
+def submit_in(driver: Any, css: str) -> None:
+    """Click the submit button of the form matching `css` (opening its <details> first)."""
+    form = driver.find_element(By.CSS_SELECTOR, css)
+    details = driver.execute_script("return arguments[0].closest('details')", form)
+    if details is not None and details.get_attribute("open") is None:
+        details.find_element(By.TAG_NAME, "summary").click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+async def test_posts_are_edited_deleted_and_commented(live_web: WebWorld,
+                                                      tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        room = await class_with_student(live_web)
+        async with live_web.api(room.ada) as api:
+            post = (await api.post(f"/classrooms/{room.id}/posts", json={
+                "title": "HW1", "body": "due Friday"})).json()["post"]
+        pid, base, stream = post["id"], live_web.base_url, f"/classrooms/{room.id}"
+        with ExitStack() as stack:
+            ada = stack.enter_context(chromium(tmp_path, "ada"))
+            bob = stack.enter_context(chromium(tmp_path, "bob"))
+
+            def story() -> None:
+                sign_in(ada, base, room.ada)
+                sign_in(bob, base, room.bob)
+                # The instructor edits: the post keeps an edited mark.
+                ada.get(base + stream)
+                ada.find_element(By.CSS_SELECTOR, f"#post-{pid} a[href='/posts/{pid}/edit']"
+                                 ).click()
+                body = ada.find_element(By.NAME, "body")
+                body.clear()
+                body.send_keys("due Monday")
+                ada.find_element(By.CSS_SELECTOR, "form[action$='/edit'] button").click()
+                wait(ada, lambda d: "due Monday" in d.find_element(
+                    By.CSS_SELECTOR, f"#post-{pid} .post-body").text, "the edited text")
+                assert ada.find_elements(By.CSS_SELECTOR, f"#post-{pid} .edited time")
+                # The student sees no edit or delete, comments for the class and privately.
+                bob.get(base + stream)
+                assert "edited" in bob.find_element(By.CSS_SELECTOR, f"#post-{pid}").text
+                assert not bob.find_elements(By.CSS_SELECTOR, ".post-tools")
+                bob.find_element(By.ID, f"comment-{pid}").send_keys("Which chapter?")
+                submit_in(bob, f"#post-{pid} .comments > form.comment-form")
+                wait(bob, lambda d: "Which chapter?" in d.find_element(
+                    By.CSS_SELECTOR, f"#post-{pid} .comment-list").text, "bob's comment")
+                bob.find_element(By.CSS_SELECTOR, f"#post-{pid} details.private-thread summary"
+                                 ).click()
+                bob.find_element(By.ID, f"comment-{pid}-p").send_keys("I was ill")
+                submit_in(bob, f"#post-{pid} .private-thread form")
+                wait(bob, lambda d: "I was ill" in d.find_element(
+                    By.CSS_SELECTOR, f"#post-{pid} .private-thread").text, "the private one")
+                # The instructor sees the thread with Bob, replies in it, and deletes any
+                # comment.
+                ada.get(base + stream)
+                thread = ada.find_element(By.CSS_SELECTOR, f"#post-{pid} .private-thread")
+                assert "Private with Bob S" in thread.text and "I was ill" in thread.text
+                ada.find_element(By.ID, f"comment-{pid}-p{room.bob_id}").send_keys("Get well")
+                submit_in(ada, f"#post-{pid} .private-thread form.comment-form")
+                bob.get(base + stream)
+                assert "Get well" in bob.find_element(
+                    By.CSS_SELECTOR, f"#post-{pid} .private-thread").text
+                # Bob may delete his own comments only: no delete on the instructor's.
+                reply = next(li for li in bob.find_elements(By.CSS_SELECTOR, ".comment")
+                         if "Get well" in li.text)
+                assert not reply.find_elements(By.CSS_SELECTOR, "form")
+                ada.get(base + stream)
+                public = next(li for li in ada.find_elements(By.CSS_SELECTOR, ".comment")
+                          if "Which chapter?" in li.text)
+                public.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                wait(ada, lambda d: "Which chapter?" not in d.find_element(
+                    By.CSS_SELECTOR, f"#post-{pid}").text, "the comment gone")
+                submit_in(ada, f"form[action='/posts/{pid}/delete']")
+                wait(ada, lambda d: not d.find_elements(By.ID, f"post-{pid}"), "the post gone")
+
+            await trio.to_thread.run_sync(story)
+
+
+async def test_class_management_remove_leave_reset_invite(live_web: WebWorld,
+                                                         tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        room = await class_with_student(live_web)
+        carl = await api_user(live_web, "carl", "Carl C")
+        async with live_web.api(carl) as carl_api:
+            await carl_api.post("/classrooms/join", json={"code": room.code})
+            carl_id = (await carl_api.get("/me")).json()["user"]["id"]
+        dan = await api_user(live_web, "dan", "Dan D")
+        base, stream = live_web.base_url, f"/classrooms/{room.id}"
+        with ExitStack() as stack:
+            ada = stack.enter_context(chromium(tmp_path, "ada"))
+            bob = stack.enter_context(chromium(tmp_path, "bob"))
+
+            def story() -> None:
+                sign_in(ada, base, room.ada)
+                ada.get(f"{base}{stream}/students")
+                submit_in(ada, f"form[action='{stream}/students/{carl_id}/remove']")
+                wait(ada, lambda d: "Carl C" not in d.find_element(By.CSS_SELECTOR, ".people"
+                                                                   ).text, "carl removed")
+                ada.get(base + stream)
+                submit_in(ada, "form[action$='/join-code']:has(input[value=reset])")
+                wait(ada, lambda d: d.find_element(By.CSS_SELECTOR, ".join-code").text
+                     != room.code, "a new code")
+                code = ada.find_element(By.CSS_SELECTOR, ".join-code").text
+                invite = ada.find_element(By.CSS_SELECTOR, "a.invite-link"
+                                          ).get_attribute("href")
+                # The invite link fills the code in for a newcomer.
+                sign_in(bob, base, dan)
+                bob.get(invite)
+                assert bob.find_element(By.NAME, "code").get_attribute("value") == code
+                bob.find_element(By.CSS_SELECTOR, "form[action='/classrooms/join'] button"
+                                 ).click()
+                wait(bob, lambda d: d.current_url.endswith(stream), "dan in the class")
+                # A student leaves.
+                sign_in(bob, base, room.bob)
+                bob.get(base + stream)
+                submit_in(bob, f"form[action='{stream}/leave']")
+                wait(bob, lambda d: d.current_url.endswith("/classrooms"), "my classes")
+                assert "Net" not in bob.find_element(By.TAG_NAME, "main").text
+                bob.get(base + stream)
+                assert "404" in bob.find_element(By.CSS_SELECTOR, ".error-status").text
+                # Joining turned off: the code no longer works.
+                submit_in(ada, "form[action$='/join-code']:has(input[value=off])")
+                wait(ada, lambda d: "Joining is turned off" in d.find_element(
+                    By.CSS_SELECTOR, ".stream-side").text, "joining off")
+
+            await trio.to_thread.run_sync(story)
+        async with live_web.api(room.bob) as bob_api:
+            refused = await bob_api.post("/classrooms/join", json={"code": room.code})
+            assert refused.status_code == 404
