@@ -203,7 +203,8 @@ class Suite:
             for clients in self.args.clients:
                 self.http_row("bare-h11", url, "/", ("Accept", ["*/*"]), '"status"', clients,
                               bare["pid"], baseline)
-        with self.database() as db_url, server_process(db_url, "--no-chat") as urls:
+        workers = ["--workers", str(self.args.workers)] if self.args.workers > 1 else []
+        with self.database() as db_url, server_process(db_url, "--no-chat", *workers) as urls:
             print(f"HTTP: classroom serve on {db_url.split('@')[-1]} (pid {urls['pid']})",
                   flush=True)
             students = max(self.args.clients)
@@ -267,6 +268,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP row")
     parser.add_argument("--paths", nargs="+", choices=HTTP_PATHS, default=list(HTTP_PATHS))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="`classroom serve --workers N` for the HTTP paths (default 1)")
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--only", choices=["http", "fanout"])

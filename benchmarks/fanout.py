@@ -55,6 +55,8 @@ class RawClient:
     def __init__(self, stream: trio.SocketStream, rest: bytes) -> None:
         self.stream = stream
         self.buf = bytearray(rest)
+        # The reader answers pings while another task may be sending.
+        self.sending = trio.Lock()
 
     @classmethod
     async def connect(cls, host: str, port: int, token: str) -> RawClient:
@@ -76,7 +78,8 @@ class RawClient:
         return cls(stream, rest)
 
     async def send(self, text: str) -> None:
-        await self.stream.send_all(masked_frame(text))
+        async with self.sending:
+            await self.stream.send_all(masked_frame(text))
 
     async def frames(self) -> Any:
         """Yield text payloads; answers pings."""
@@ -87,8 +90,9 @@ class RawClient:
                     break
                 opcode, payload = frame
                 if opcode == 0x9:
-                    await self.stream.send_all(
-                        struct.pack("!BB", 0x8A, 0x80 | len(payload)) + b"\0\0\0\0" + payload)
+                    async with self.sending:
+                        await self.stream.send_all(struct.pack("!BB", 0x8A, 0x80 | len(payload))
+                                                   + b"\0\0\0\0" + payload)
                 elif opcode == 0x8:
                     return
                 elif opcode == 0x1:

@@ -159,6 +159,7 @@ class Accounts:
         if not token or len(token) > 128:
             return None
         token_hash, now = hash_token(token), self._now()
+        await self._cache.ready()  # the first domain call of nearly every request
         user = self._cache.session(token_hash, now)
         if user is not None:
             return user

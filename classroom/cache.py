@@ -47,6 +47,7 @@ log = logging.getLogger("classroom.cache")
 POLL_INTERVAL: Final = 0.2
 STALE_AFTER: Final = 2.0
 LOOKBACK: Final = 5.0
+READY_WAIT: Final = 0.5
 # Rows read per poll; more than this at once (a flood of writes): forget everything instead.
 MAX_ROWS: Final = 5000
 # Ids below the newest at start-up still read, for transactions committing meanwhile.
@@ -67,6 +68,8 @@ class Cache:
         self._user_sessions: dict[int, set[str]] = {}
         self._classes: dict[int, dict[Hashable, Any]] = {}
         self._loading: dict[tuple[int, Hashable], trio.Event] = {}
+        self._following = False
+        self._polled = trio.Event()
         self._stamp = 0
         self._fresh_until = -float("inf")
         self._floor: int | None = None
@@ -78,6 +81,14 @@ class Cache:
 
     def fresh(self) -> bool:
         return trio.current_time() < self._fresh_until
+
+    async def ready(self) -> None:
+        """At once while the cache serves. When its poll is late, wait (up to READY_WAIT)
+        for that poll: under a load that delays polls, a few milliseconds of waiting per
+        request cost far less than every request going to the database at once."""
+        if self._following and not self.fresh():
+            with trio.move_on_after(READY_WAIT):
+                await self._polled.wait()
 
     def stamp(self) -> int:
         """Take before reading what will be kept; pass to `keep_*`."""
@@ -177,7 +188,15 @@ class Cache:
         """Read the change log forever (through `log_reader`, default the cache's storage);
         the cache serves only while this runs."""
         self._reader = log_reader or self._storage
-        task_status.started()
+        self._following = True
+        try:
+            task_status.started()
+            await self._follow()
+        finally:
+            self._following = False
+            self._polled.set()
+
+    async def _follow(self) -> None:
         failing = False
         while True:
             began = trio.current_time()
@@ -195,6 +214,8 @@ class Cache:
                               trio.current_time() - began)
                 self._fresh_until = began + STALE_AFTER
                 failing = False
+            self._polled.set()
+            self._polled = trio.Event()
             await trio.sleep(POLL_INTERVAL)
 
     async def _poll(self, now: float) -> None:
