@@ -100,11 +100,13 @@ class RoomHub:
                 client.rooms[room_id] = joined
                 upto = live.last_seq
             break
-        client.send_json("room/join", await self._join_answer(live, access, client), ref=ref)
-        if first_connection:
-            self._presence(live, user, online=True)
         try:
+            # Recorded before the answer, so whoever sees the join also sees the attendance.
             await self._services.rooms.arrived(live.room, user)
+            client.send_json("room/join", await self._join_answer(live, access, client),
+                             ref=ref)
+            if first_connection:
+                self._presence(live, user, online=True)
             await self._replay(client, live, user, after, upto)
         except BaseException:
             await self.detach(room_id, client)
