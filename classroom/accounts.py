@@ -35,6 +35,9 @@ FAILURE_WINDOW: Final = timedelta(minutes=15)
 # Failures allowed in the window, per account and per client address, before refusing.
 MAX_FAILURES_PER_ACCOUNT: Final = 5
 MAX_FAILURES_PER_ADDRESS: Final = 30
+# Sign-ups from one client address in the same window (kept with the login failures): a class
+# signing up behind one school NAT fits, a script making accounts in bulk does not.
+MAX_SIGNUPS_PER_ADDRESS: Final = 40
 LOGIN_FAILED: Final = "wrong username or password"
 # OWASP's argon2id minimum (19 MiB, 2 passes): ~20 ms here.
 _HASHER: Final = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -78,6 +81,7 @@ class Accounts:
         self._cache = cache
         self._now = clock
         self._ended_listeners: list[Callable[[], None]] = []
+        self.max_signups_per_address = MAX_SIGNUPS_PER_ADDRESS
 
     def on_sessions_ended(self, listener: Callable[[], None]) -> None:
         """Call `listener` (synchronously, from the trio thread) whenever this process ends
@@ -107,13 +111,24 @@ class Accounts:
 
     @translate_storage_errors
     async def sign_up(self, username: str, display_name: str, password: str,
-                      confirm: str | None = None) -> SignedIn:
-        """Create an account and sign it in. Conflict when the username is taken."""
+                      confirm: str | None = None, *, address: str | None = None) -> SignedIn:
+        """Create an account and sign it in. Conflict when the username is taken; Throttled
+        past max_signups_per_address from the client `address` (None: not throttled, for
+        callers that are not a network client)."""
         name = limits.username(username)
         shown = limits.display_name(display_name)
         limits.password(password)
         if confirm is not None and confirm != password:
             raise Invalid("the two passwords differ")
+        throttle_key = None if address is None else f"signup:{address}"
+        if throttle_key is not None:
+            since = self._now() - FAILURE_WINDOW
+            if (await self._storage.count_login_failures(throttle_key, since)
+                    >= self.max_signups_per_address):
+                minutes = int(FAILURE_WINDOW.total_seconds() // 60)
+                raise Throttled(f"too many new accounts from your address; try again in "
+                                f"{minutes} minutes",
+                                retry_after=int(FAILURE_WINDOW.total_seconds()))
         taken = Conflict(f"the username {name!r} is taken")
         if await self._storage.get_user_by_username(name) is not None:
             raise taken
@@ -122,6 +137,8 @@ class Accounts:
                                                    self._now())
         except DuplicateKey as exc:  # signed up by someone else meanwhile
             raise taken from exc
+        if throttle_key is not None:
+            await self._storage.record_login_failure((throttle_key,), self._now())
         return await self._start_session(user)
 
     @translate_storage_errors

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--chat-per-user", metavar="N", type=parse_cap,
                        help="WebSocket connections one user may hold (default 16; env "
                             "CLASSROOM_CHAT_PER_USER)")
+    serve.add_argument("--signups-per-address", metavar="N", type=parse_cap,
+                       help="new accounts one client address may make per 15 minutes "
+                            "(default 40; env CLASSROOM_SIGNUPS_PER_ADDRESS)")
     _db_option(serve)
     serve.add_argument("--workers", metavar="N", type=parse_cap, default=1,
                        help="HTTP worker processes sharing the HTTP port (SO_REUSEPORT); the"
@@ -130,6 +133,7 @@ def _config(args: argparse.Namespace) -> Config:
             secure_cookies=args.secure_cookies, server_name=args.server_name,
             http_per_address=args.http_per_address, chat_per_address=args.chat_per_address,
             chat_per_user=args.chat_per_user, reuse_port=args.reuse_port,
+            signups_per_address=args.signups_per_address,
             parent_pid=args.parent_pid,
         )
     config = Config.from_env(os.environ, **overrides)

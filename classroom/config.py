@@ -25,6 +25,7 @@ ENV_SERVER_NAME: Final = "CLASSROOM_SERVER_NAME"
 ENV_HTTP_PER_ADDRESS: Final = "CLASSROOM_HTTP_PER_ADDRESS"
 ENV_CHAT_PER_ADDRESS: Final = "CLASSROOM_CHAT_PER_ADDRESS"
 ENV_CHAT_PER_USER: Final = "CLASSROOM_CHAT_PER_USER"
+ENV_SIGNUPS_PER_ADDRESS: Final = "CLASSROOM_SIGNUPS_PER_ADDRESS"
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -65,6 +66,8 @@ class Config:
     http_per_address: int | None = None
     chat_per_address: int | None = None
     chat_per_user: int | None = None
+    # New accounts one client address may make per 15 minutes; None: accounts.py's default.
+    signups_per_address: int | None = None
     # Listen with SO_REUSEPORT beside sibling processes (`serve --workers N` sets it).
     reuse_port: bool = False
     # The supervising process of a worker: the worker stops when it is gone.
@@ -89,7 +92,8 @@ class Config:
             values["server_name"] = env[ENV_SERVER_NAME]
         for key, name in (("http_per_address", ENV_HTTP_PER_ADDRESS),
                           ("chat_per_address", ENV_CHAT_PER_ADDRESS),
-                          ("chat_per_user", ENV_CHAT_PER_USER)):
+                          ("chat_per_user", ENV_CHAT_PER_USER),
+                          ("signups_per_address", ENV_SIGNUPS_PER_ADDRESS)):
             if name in env:
                 values[key] = parse_cap(env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -51,6 +51,8 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
             version = await storage.init_schema()
             log.info("database %s ready (schema version %s)", storage.backend, version)
             services = Services.build(storage)
+            if config.signups_per_address is not None:
+                services.accounts.max_signups_per_address = config.signups_per_address
             async with trio.open_nursery() as supervisor:
                 async with trio.open_nursery() as listeners:
                     ports, stoppers = await _start_listeners(config, services, listeners)

@@ -28,6 +28,7 @@ from classroom.rules import Action, Role
 from classroom.services import Services
 from classroom.views import attendance_view, event_view, room_view
 from protocol import Handler, Request, Response, Router
+from protocol.addresses import address_key
 
 from . import serialize
 from .auth import Sessions, Visitor
@@ -156,9 +157,10 @@ class Api:
 
     async def signup(self, call: Call) -> Response:
         data = call.payload()
+        client = call.request.client
         signed_in = await self._services.accounts.sign_up(
             json_text(data, "username"), json_text(data, "display_name"),
-            json_text(data, "password"))
+            json_text(data, "password"), address=address_key(client[0]) if client else "unknown")
         body = {"user": serialize.user(signed_in.user), "token": signed_in.token}
         return self._sessions.signed_in(json_response(body, 201), signed_in.token)
 

@@ -28,6 +28,7 @@ from classroom.posts import PAGE_SIZE
 from classroom.rules import Action, Role, check, may, may_delete_comment
 from classroom.services import Services
 from protocol import Handler, Request, Response, Router
+from protocol.addresses import address_key
 
 from .auth import (
     CSRF_FIELD,
@@ -213,9 +214,11 @@ class Pages(PageGroup):
     async def signup(self, visit: Visit) -> Response:
         next_path = safe_next(visit.field("next"), HOME)
         try:
+            client = visit.request.client
             signed_in = await self._services.accounts.sign_up(
                 visit.field("username"), visit.field("display_name"),
-                visit.field("password"), visit.field("confirm"))
+                visit.field("password"), visit.field("confirm"),
+                address=address_key(client[0]) if client else "unknown")
         except FORM_ERRORS as error:
             values = {"username": visit.field("username"),
                       "display_name": visit.field("display_name")}

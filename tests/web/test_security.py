@@ -265,3 +265,24 @@ async def test_head_on_signed_in_pages(web: WebWorld) -> None:
                 assert head.status_code == 200 and head.content == b"", path
             page = await browser.get("/classrooms")
             assert form_csrf(page.text) == browser.client.cookies["classroom_csrf"]
+
+
+async def test_sign_ups_are_throttled_per_address(web: WebWorld) -> None:
+    with trio.fail_after(60):
+        web.services.accounts.max_signups_per_address = 5
+        async with web.api() as api:
+            statuses = []
+            for i in range(7):
+                answer = await api.post("/signup", json={
+                    "username": f"bulk{i}", "display_name": "Bulk", "password": PASSWORD})
+                statuses.append(answer.status_code)
+            assert statuses == [201] * 5 + [429] * 2
+            assert int(answer.headers["retry-after"]) > 0
+            assert answer.json()["error"]["code"] == "throttled"
+            assert await web.storage.get_user_by_username("bulk5") is None
+        async with web.browser() as browser:  # the page form counts from the same address
+            page = await browser.submit("/signup", "/signup", {
+                "username": "formbulk", "display_name": "F", "password": PASSWORD,
+                "confirm": PASSWORD})
+            assert page.status_code == 429
+            assert "too many new accounts" in page.text.lower()
