@@ -24,6 +24,7 @@ from classroom.rooms import RoomAccess
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
 
+from . import metrics
 from .client import Client
 from .relay import Relay
 
@@ -43,6 +44,12 @@ class LiveRoom:
     # room (see RoomHub._join_answer): the instructor's view offline and online, then the
     # students' view (no username) offline and online.
     members: dict[int, tuple[str, ...]] | None = None
+    # Who is online in this room on other chat servers (told by the bus):
+    # server -> user id -> display name.
+    remote: dict[str, dict[int, str]] = attrs.field(factory=dict)
+    # Students the instructor removed while the room is loaded (here or on another server):
+    # every event of theirs is refused.
+    banned: set[int] = attrs.field(factory=set)
 
     @property
     def id(self) -> int:
@@ -52,7 +59,11 @@ class LiveRoom:
         return [client for clients in self.by_user.values() for client in clients]
 
     def online(self) -> set[int]:
-        return set(self.by_user)
+        """Online on any chat server."""
+        return set(self.by_user).union(*self.remote.values())
+
+    def online_elsewhere(self, user_id: int) -> bool:
+        return any(user_id in users for users in self.remote.values())
 
     def deliver_event(self, event: RoomEvent) -> None:
         """A stored event to its audience: everyone, or its sender and recipient only; then
@@ -106,6 +117,8 @@ class FanOut:
                 await self._caught_up(live, stored.seq)
                 live.last_seq = stored.seq
                 live.deliver_event(stored)
+        metrics.EVENTS_STORED.inc()
+        metrics.EVENTS_DELIVERED.labels("local").inc()
         return stored
 
     async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:

@@ -25,6 +25,7 @@ from .hub import RoomHub
 Data = Mapping[str, Any]
 Handler = Callable[[Client, Envelope], Awaitable[None]]
 
+REMOVED: Final = "the instructor removed you from this room"
 # Events a client must have joined the room for (all but the ones that create or join).
 _JOIN_EVENTS: Final = {"room/join": None, "room/rejoin": Role.STUDENT,
                        "room/rehost": Role.INSTRUCTOR}
@@ -77,6 +78,9 @@ class Dispatcher:
         live = self._hub.live(room_id)
         if joined is None or live is None:
             raise NotFound(f"join room {room_id} first (room/join)")
+        if client.user.id in live.banned:
+            # Removed on another server while this connection's leaving was on its way.
+            raise Forbidden(REMOVED)
         return live, joined.access
 
     # -- rooms ---------------------------------------------------------------------------
@@ -119,10 +123,7 @@ class Dispatcher:
         live, access = self._joined(client, envelope.data)
         target = user_id_of(envelope.data)
         await self._services.rooms.kick(access, target)
-        for other in list(live.by_user.get(target, ())):
-            await self._hub.detach(live.id, other)
-            other.send("room/kill", {"room_id": live.id, "user_id": target,
-                                     "message": "the instructor removed you from this room"})
+        await self._hub.remove(live, target)
         client.ack(envelope.ref)
 
     async def _close(self, client: Client, envelope: Envelope) -> None:
@@ -172,6 +173,12 @@ class Dispatcher:
         check(access.role, spec.action)
         if not live.room.is_open:
             raise Invalid("this room has ended; its history stays readable")
+        relay = self._hub.relay
+        if (relay.bus_wanted and not relay.bus_live and access.role == Role.STUDENT
+                and await self._services.rooms.is_banned(live.id, client.user.id)):
+            # The bus is down, so kicks on other servers do not reach this one: ask.
+            live.banned.add(client.user.id)
+            raise Forbidden(REMOVED)
         if spec.heavy:
             data = await trio.to_thread.run_sync(spec.clean, envelope.data)
         else:

@@ -23,6 +23,7 @@ from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
 
 from .client import Client, Joined
+from .crossing import Crossing
 from .departures import Departures
 from .fanout import FanOut, LiveRoom, frame_of
 from .relay import SYNC_INTERVAL, Relay
@@ -43,6 +44,8 @@ class RoomHub:
         self.fanout = FanOut(services, self.relay)
         self.departures = Departures(services)
         self.watch = ClassWatch(services)
+        # The bus listener: presence, kicks, new rooms and ended sign-ins from other servers.
+        self.crossing = Crossing(services, self)
 
     def connected(self, client: Client) -> None:
         self.by_user.setdefault(client.user.id, set()).add(client)
@@ -74,6 +77,9 @@ class RoomHub:
                 return live
             live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq)
             self._rooms[room.id] = live
+            if self.relay.bus_wanted:
+                # Who is in it on other chat servers (answered by `here`, see crossing.py).
+                self._services.bus.announce("who", {"room_ids": [room.id]})
             await self._services.rooms.claim(room.id, self.server_name,
                                              replacing=room.chat_server)
         return live
@@ -179,9 +185,45 @@ class RoomHub:
         await self.departures.record(live.room, user)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
-        data = {"room_id": live.id, "user_id": user.id, "name": user.display_name,
-                "online": online}
-        live.deliver(text_frame(encode_event("presence", encode_data(data))))
+        """The user's first connection to the room here arrived, or the last one left."""
+        if self.relay.bus_wanted:
+            self._services.bus.announce("presence", {
+                "room_id": live.id, "user_id": user.id, "name": user.display_name,
+                "online": online})
+        if not live.online_elsewhere(user.id):
+            _tell_presence(live, user.id, user.display_name, online=online)
+
+    def remote_presence(self, live: LiveRoom, server: str, user_id: int, name: str, *,
+                        online: bool) -> None:
+        """Another chat server's user arrived in (or left) a room hosted here too."""
+        users = dict(live.remote.get(server, {}))
+        if online:
+            users[user_id] = name
+        else:
+            users.pop(user_id, None)
+        self.remote_roster(live, server, users)
+
+    def remote_roster(self, live: LiveRoom, server: str, users: dict[int, str]) -> None:
+        """Everyone online in `live` on `server` now; members here hear of each change to
+        who is online anywhere."""
+        before = live.online()
+        known = live.remote.pop(server, {})
+        if users:
+            live.remote[server] = users
+        after = live.online()
+        for user_id in before - after:
+            _tell_presence(live, user_id, known.get(user_id, ""), online=False)
+        for user_id in after - before:
+            _tell_presence(live, user_id, users[user_id], online=True)
+
+    async def remove(self, live: LiveRoom, user_id: int) -> None:
+        """The instructor removed the student (here or on another server): their
+        connections leave the room, and any event of theirs in it is refused."""
+        live.banned.add(user_id)
+        for client in list(live.by_user.get(user_id, ())):
+            await self.detach(live.id, client)
+            client.send("room/kill", {"room_id": live.id, "user_id": user_id,
+                                      "message": "the instructor removed you from this room"})
 
     # -- publishing and ending ------------------------------------------------------------
 
@@ -215,3 +257,10 @@ class RoomHub:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: self.relay.follow(self, interval=interval))
             nursery.start_soon(lambda: self.departures.retry(interval=interval))
+            if self.relay.bus_wanted:
+                nursery.start_soon(self.crossing.watch_servers)
+
+
+def _tell_presence(live: LiveRoom, user_id: int, name: str, *, online: bool) -> None:
+    data = {"room_id": live.id, "user_id": user_id, "name": name, "online": online}
+    live.deliver(text_frame(encode_event("presence", encode_data(data))))

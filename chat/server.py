@@ -32,6 +32,8 @@ from protocol import parse_cookie_header
 from protocol.addresses import ConnectionCounts, address_key
 from protocol.envelope import EnvelopeError, parse_envelope
 
+from . import metrics
+from .bus import RedisBus
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .flood import FloodGuard
 from .handlers import Dispatcher
@@ -91,7 +93,8 @@ class ChatServer:
                  max_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
                  max_per_user: int = MAX_CONNECTIONS_PER_USER,
                  session_interval: float = CHECK_INTERVAL,
-                 event_rates: Mapping[Role, Rate] = EVENT_RATES) -> None:
+                 event_rates: Mapping[Role, Rate] = EVENT_RATES,
+                 bus: RedisBus | None = None) -> None:
         self._services = services
         # Closes connections whose sign-in ended (logout, expiry, password change).
         self._session_watch = SessionWatch(services, interval=session_interval)
@@ -109,6 +112,11 @@ class ChatServer:
         self._outbox_limits = (outbox_frames, outbox_bytes)
         self._hub = RoomHub(services, server_name or "chat")
         self._dispatcher = Dispatcher(services, self._hub)
+        if bus is not None:
+            # Start-up runs the bus (app servers in the process publish on it too).
+            bus.listener = self._hub.crossing
+        metrics.CONNECTIONS.set_function(lambda: len(self._clients))
+        metrics.ROOMS_LOADED.set_function(lambda: len(self._hub.hosted()))
         # Filled by start-up once the site's address is known; empty means "no browser
         # origin is trusted", so only clients that send no Origin (terminal) get in.
         self.allowed_origins: set[str] = set()
@@ -120,6 +128,9 @@ class ChatServer:
     @property
     def clients(self) -> int:
         return len(self._clients)
+
+    def rooms_hosted(self) -> int:
+        return len(self._hub.hosted())
 
     async def serve(self, host: str, port: int, *,
                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -24,6 +24,7 @@ import trio
 from storage import DuplicateKey, Storage, User
 
 from . import limits
+from .bus import Bus, NoBus
 from .cache import Cache
 from .clock import Clock, utcnow
 from .errors import Conflict, Invalid, Throttled, Unauthenticated, translate_storage_errors
@@ -76,10 +77,12 @@ SESSION_EXPIRED: Final = "session expired"
 
 
 class Accounts:
-    def __init__(self, storage: Storage, cache: Cache, *, clock: Clock = utcnow) -> None:
+    def __init__(self, storage: Storage, cache: Cache, *, clock: Clock = utcnow,
+                 bus: Bus | None = None) -> None:
         self._storage = storage
         self._cache = cache
         self._now = clock
+        self._bus = bus or NoBus()
         self._ended_listeners: list[Callable[[], None]] = []
         self.max_signups_per_address = MAX_SIGNUPS_PER_ADDRESS
 
@@ -89,6 +92,13 @@ class Accounts:
         self._ended_listeners.append(listener)
 
     def _sessions_ended(self) -> None:
+        self.tell_sessions_ended()
+        # Every other chat server checks its connections' sign-ins now, not at its next
+        # look at the database.
+        self._bus.announce("sessions", {})
+
+    def tell_sessions_ended(self) -> None:
+        """Sign-ins ended here or on another server (told by the bus): check ours now."""
         for listener in self._ended_listeners:
             listener()
 

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--signups-per-address", metavar="N", type=parse_cap,
                        help="new accounts one client address may make per 15 minutes "
                             "(default 40; env CLASSROOM_SIGNUPS_PER_ADDRESS)")
+    serve.add_argument("--bus", metavar="URL",
+                       help="message bus between servers, redis://HOST:PORT/N[?channel=NAME]"
+                            " (env CLASSROOM_BUS; default: none)")
+    serve.add_argument("--metrics", metavar="HOST:PORT",
+                       help="a listener of its own for /metrics and /healthz, e.g. for a"
+                            " chat-only server (env CLASSROOM_METRICS)")
     _db_option(serve)
     serve.add_argument("--workers", metavar="N", type=parse_cap, default=1,
                        help="HTTP worker processes sharing the HTTP port (SO_REUSEPORT); the"
@@ -135,6 +141,8 @@ def _config(args: argparse.Namespace) -> Config:
             chat_per_user=args.chat_per_user, reuse_port=args.reuse_port,
             signups_per_address=args.signups_per_address,
             parent_pid=args.parent_pid,
+            bus_url=args.bus,
+            metrics=None if args.metrics is None else parse_address(args.metrics),
         )
     config = Config.from_env(os.environ, **overrides)
     if args.command == "serve":

@@ -26,6 +26,8 @@ ENV_HTTP_PER_ADDRESS: Final = "CLASSROOM_HTTP_PER_ADDRESS"
 ENV_CHAT_PER_ADDRESS: Final = "CLASSROOM_CHAT_PER_ADDRESS"
 ENV_CHAT_PER_USER: Final = "CLASSROOM_CHAT_PER_USER"
 ENV_SIGNUPS_PER_ADDRESS: Final = "CLASSROOM_SIGNUPS_PER_ADDRESS"
+ENV_BUS: Final = "CLASSROOM_BUS"
+ENV_METRICS: Final = "CLASSROOM_METRICS"
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -45,6 +47,11 @@ def parse_cap(value: str) -> int:
 
 def _check_db_url(config: object, attribute: object, url: str) -> None:
     database_for(url)  # raises ValueError with a message an operator can act on
+
+
+def _check_bus_url(config: object, attribute: object, url: str | None) -> None:
+    if url is not None and not url.startswith("redis://"):
+        raise ValueError(f"--bus takes redis://HOST:PORT/N, got {url!r}")
 
 
 @attrs.frozen
@@ -72,6 +79,12 @@ class Config:
     reuse_port: bool = False
     # The supervising process of a worker: the worker stops when it is gone.
     parent_pid: int | None = None
+    # The message bus between servers (redis://HOST:PORT/N); None: no bus, chat servers
+    # learn what others stored from the database.
+    bus_url: str | None = attrs.field(default=None, validator=_check_bus_url)
+    # A listener of its own for /metrics and /healthz (a chat-only server has no HTTP
+    # listener; the HTTP listener serves both anyway).
+    metrics: tuple[str, int] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: object) -> Config:
@@ -96,5 +109,9 @@ class Config:
                           ("signups_per_address", ENV_SIGNUPS_PER_ADDRESS)):
             if name in env:
                 values[key] = parse_cap(env[name])
+        if ENV_BUS in env:
+            values["bus_url"] = env[ENV_BUS] or None
+        if ENV_METRICS in env:
+            values["metrics"] = parse_address(env[ENV_METRICS])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import attrs
 from storage import Attendance, Classroom, Room, RoomEvent, StateWrite, Storage, User
 
 from . import limits
+from .bus import Bus, NoBus, event_body, room_body
 from .cache import Cache
 from .classes import Classes
 from .clock import Clock, utcnow
@@ -48,11 +49,12 @@ RoomListener = Callable[[Room], None]
 
 class Rooms:
     def __init__(self, storage: Storage, classes: Classes, cache: Cache, *,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, bus: Bus | None = None) -> None:
         self._storage = storage
         self._classes = classes
         self._cache = cache
         self._now = clock
+        self._bus = bus or NoBus()
         self._listeners: list[RoomListener] = []
         self.stored_bytes = StoredBytes(storage)
 
@@ -62,6 +64,11 @@ class Rooms:
         self._listeners.append(listener)
 
     def _changed(self, room: Room) -> None:
+        self.changed_somewhere(room)
+        self._bus.announce("room", room_body(room))
+
+    def changed_somewhere(self, room: Room) -> None:
+        """A room opened or ended here or on another server (told by the bus)."""
         for listener in self._listeners:
             listener(room)
 
@@ -148,6 +155,8 @@ class Rooms:
         stored = await self._storage.close_room(access.room.id, "room/closed", user.id, data,
                                                 now)
         if stored is not None:
+            # Chat servers deliver it and let everyone go, wherever it was closed.
+            self._bus.announce("event", event_body(stored))
             self._changed(attrs.evolve(access.room, ended_at=now))
         return stored
 
@@ -225,6 +234,8 @@ class Rooms:
         if stored is None:
             self.stored_bytes.refund(room_id, sender.id, size)
             raise Invalid("this room has ended; its history stays readable")
+        # Stored first, then announced: other chat servers deliver it to their members.
+        self._bus.announce("event", event_body(stored))
         return stored
 
     @translate_storage_errors
@@ -236,6 +247,14 @@ class Rooms:
         if target_role != Role.STUDENT:
             raise Invalid("only students can be removed from a room")
         await self._storage.ban_from_room(access.room.id, target_id, self._now())
+        # Every chat server removes the student's connections and refuses their events.
+        self._bus.announce("kick", {"room_id": access.room.id, "user_id": target_id})
+
+    @translate_storage_errors
+    async def is_banned(self, room_id: int, user_id: int) -> bool:
+        """Removed from this room by the instructor (what a server without the bus asks on
+        each event, since other servers' kicks do not reach it)."""
+        return await self._storage.is_banned(room_id, user_id)
 
     @translate_storage_errors
     async def arrived(self, room: Room, user: User) -> None:

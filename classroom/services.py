@@ -7,6 +7,7 @@ import attrs
 from storage import Storage
 
 from .accounts import Accounts
+from .bus import Bus, NoBus
 from .cache import Cache
 from .classes import Classes
 from .clock import Clock, utcnow
@@ -29,15 +30,19 @@ class Services:
     clock: Clock
     # Serves only while `cache.follow()` runs (start-up starts it); see cache.py.
     cache: Cache
+    # The message bus between servers (NoBus: none).
+    bus: Bus
 
     @classmethod
-    def build(cls, storage: Storage, *, clock: Clock = utcnow) -> Services:
+    def build(cls, storage: Storage, *, clock: Clock = utcnow, bus: Bus | None = None
+              ) -> Services:
+        bus = bus or NoBus()
         cache = Cache(storage)
         classes = Classes(storage, cache, clock=clock)
-        rooms = Rooms(storage, classes, cache, clock=clock)
+        rooms = Rooms(storage, classes, cache, clock=clock, bus=bus)
         return cls(
             storage=storage,
-            accounts=Accounts(storage, cache, clock=clock),
+            accounts=Accounts(storage, cache, clock=clock, bus=bus),
             classes=classes,
             posts=Posts(storage, classes, cache, clock=clock),
             rooms=rooms,
@@ -45,6 +50,7 @@ class Services:
             replays=Replays(storage, clock=clock),
             clock=clock,
             cache=cache,
+            bus=bus,
         )
 
     @translate_storage_errors

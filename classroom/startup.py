@@ -12,18 +12,23 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
 
 from storage import StorageError, StorageUnavailable, open_storage
 
+from . import metrics
 from .config import Config
 from .errors import ClassroomError
 from .services import Services
+
+if TYPE_CHECKING:
+    from chat.bus import RedisBus
 
 log = logging.getLogger("classroom")
 SHUTDOWN_GRACE: Final = 5.0
@@ -50,12 +55,18 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
         async with open_storage(config.db_url) as storage:
             version = await storage.init_schema()
             log.info("database %s ready (schema version %s)", storage.backend, version)
-            services = Services.build(storage)
+            bus = _bus(config)
+            services = Services.build(storage, bus=bus)
+            metrics.watch(services)
             if config.signups_per_address is not None:
                 services.accounts.max_signups_per_address = config.signups_per_address
             async with trio.open_nursery() as supervisor:
                 async with trio.open_nursery() as listeners:
-                    ports, stoppers = await _start_listeners(config, services, listeners)
+                    ports, stoppers = await _start_listeners(config, services, listeners,
+                                                             bus)
+                    if bus is not None:
+                        # After the chat server, which listens to it, is set up.
+                        await supervisor.start(bus.run)
                     supervisor.start_soon(_stop_on_signal, stoppers, listeners.cancel_scope)
                     supervisor.start_soon(_housekeeping, services)
                     supervisor.start_soon(_follow_changes, config, services)
@@ -69,6 +80,16 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
         raise SystemExit(2) from exc
 
 
+def _bus(config: Config) -> RedisBus | None:
+    """The message bus between servers, or None (the domain then uses NoBus)."""
+    if config.bus_url is None:
+        return None
+    from chat.bus import RedisBus  # start-up code may import chat/
+
+    name = config.server_name or f"{socket.gethostname()}:{os.getpid()}"
+    return RedisBus(config.bus_url, name=name)
+
+
 def _allow_many_connections() -> None:
     """Raise the open-files limit to its hard maximum: every client is a descriptor, and the
     usual soft limit (1024) would cap a lecture's live room below its size."""
@@ -80,7 +101,8 @@ def _allow_many_connections() -> None:
             log.warning("open-files limit stays at %s: %s", soft, exc)
 
 
-async def _start_listeners(config: Config, services: Services, nursery: trio.Nursery
+async def _start_listeners(config: Config, services: Services, nursery: trio.Nursery,
+                           bus: RedisBus | None = None
                            ) -> tuple[dict[str, int | None], list[Callable[[], None]]]:
     # Start-up code is the one place allowed to import web/ and chat/; each only when its
     # listener runs, so an app-only server never loads the chat code and vice versa.
@@ -96,7 +118,8 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         chat_server = ChatServer(
             services, server_name=config.server_name,
             max_per_address=config.chat_per_address or MAX_CONNECTIONS_PER_ADDRESS,
-            max_per_user=config.chat_per_user or MAX_CONNECTIONS_PER_USER)
+            max_per_user=config.chat_per_user or MAX_CONNECTIONS_PER_USER,
+            bus=bus)
         ports["chat"] = await nursery.start(chat_server.serve, host, port)
         chat_url = chat_url or f"ws://{_url_host(host)}:{ports['chat']}/ws"
         stoppers.append(chat_server.begin_shutdown)
@@ -115,6 +138,17 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
             functools.partial(http_server.serve, host, port, reuse_port=config.reuse_port))
         stoppers.append(http_server.begin_shutdown)
         print(f"classroom: HTTP on http://{_url_host(host)}:{ports['http']}/", flush=True)
+    if config.metrics is not None:
+        from protocol import HTTPServer
+
+        host, port = config.metrics
+        metrics_server = HTTPServer(_operator_handler(services))
+        # Under `--workers` every worker shares the port: a scrape sees one worker.
+        ports["metrics"] = await nursery.start(functools.partial(
+            metrics_server.serve, host, port, reuse_port=config.reuse_port))
+        stoppers.append(metrics_server.begin_shutdown)
+        print(f"classroom: metrics on http://{_url_host(host)}:{ports['metrics']}/metrics",
+              flush=True)
     if chat_server is not None:
         if config.site_url:
             chat_server.allowed_origins.add(config.site_url)
@@ -148,6 +182,27 @@ async def _stop_when_orphaned(parent_pid: int) -> None:
             break
     log.warning("supervisor %d is gone: shutting down", parent_pid)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _operator_handler(services: Services) -> Any:
+    """/metrics (Prometheus text) and /healthz (JSON) for the operator's listener."""
+    from protocol import HTTPError, Request, Response, Router
+
+    router = Router()
+
+    async def show_metrics(request: Request) -> Response:
+        return Response(200, (("Content-Type", metrics.CONTENT_TYPE),), metrics.render())
+
+    async def healthz(request: Request) -> Response:
+        try:
+            database = await services.health()
+        except ClassroomError as exc:
+            raise HTTPError(503, exc.message) from exc
+        return Response.json({"status": "ok", "database": database, "bus": services.bus.state})
+
+    router.add("GET", "/metrics", show_metrics)
+    router.add("GET", "/healthz", healthz)
+    return router
 
 
 async def _housekeeping(services: Services) -> None:

@@ -28,6 +28,7 @@ import trio_mysql.err
 
 from .database import QUERY_TIMEOUT, Database, Dialect, Executor, Params, Row, Written
 from .errors import DuplicateKey, StorageError, StorageUnavailable
+from .stats import timed
 
 MYSQL_DIALECT: Final = Dialect(
     name="mysql", insert_ignore="INSERT IGNORE", for_update=" FOR UPDATE"
@@ -119,7 +120,7 @@ class _Connection(Executor):
 
     async def execute(self, sql: str, params: Params = ()) -> Written:
         try:
-            with trio.fail_after(QUERY_TIMEOUT):
+            with timed(), trio.fail_after(QUERY_TIMEOUT):
                 async with self.conn.cursor() as cursor:
                     count = await cursor.execute(sql, tuple(params))
                     return Written(rowcount=count, lastrowid=cursor.lastrowid)
@@ -128,7 +129,7 @@ class _Connection(Executor):
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         try:
-            with trio.fail_after(QUERY_TIMEOUT):
+            with timed(), trio.fail_after(QUERY_TIMEOUT):
                 async with self.conn.cursor() as cursor:
                     await cursor.execute(sql, tuple(params))
                     return [tuple(row) for row in await cursor.fetchall()]
@@ -144,6 +145,10 @@ class MySQLDatabase(Database):
         self._slots = trio.Semaphore(params.pool_size)
         self._idle: list[_Connection] = []
         self._closed = False
+
+    def pool_use(self) -> tuple[int, int]:
+        """Connections leased now, and the most that may be."""
+        return self.params.pool_size - self._slots.value, self.params.pool_size
 
     async def open(self) -> None:
         """Check the server answers now, so start-up fails early with a clear message."""

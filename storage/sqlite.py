@@ -17,6 +17,7 @@ import trio
 
 from .database import Database, Dialect, Executor, Params, Row, Written
 from .errors import DuplicateKey, StorageError, StorageUnavailable
+from .stats import timed
 
 SQLITE_DIALECT: Final = Dialect(name="sqlite", insert_ignore="INSERT OR IGNORE", for_update="")
 # How long a statement waits for another process holding the write lock before failing.
@@ -109,7 +110,8 @@ class SQLiteDatabase(Database):
         if conn is None:
             raise StorageUnavailable("the database is closed")
         try:
-            return await trio.to_thread.run_sync(fn, conn, sql, params)
+            with timed():
+                return await trio.to_thread.run_sync(fn, conn, sql, params)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 

@@ -23,6 +23,7 @@ from typing import Any, Final
 from .database import Database, Executor, Row, split_script
 from .errors import DuplicateKey, StorageError
 from .migrations import SCHEMA_VERSION, STEPS
+from .mysql import MySQLDatabase
 from .records import (
     Attendance,
     Classroom,
@@ -113,6 +114,10 @@ class Storage:
     @property
     def backend(self) -> str:
         return self.db.dialect.name
+
+    def pool_use(self) -> tuple[int, int] | None:
+        """MySQL: connections leased now and the pool's bound; None for SQLite."""
+        return self.db.pool_use() if isinstance(self.db, MySQLDatabase) else None
 
     async def aclose(self) -> None:
         await self.db.aclose()

@@ -152,8 +152,9 @@ class Api:
 
     async def healthz(self, call: Call) -> Response:
         # chat_url: where the terminal client finds the WebSocket server (None: chat is off).
+        # bus: "off" (none), "up", or "down" (servers read the database meanwhile).
         return json_response({"status": "ok", "database": await self._services.health(),
-                              "chat_url": self._chat_url})
+                              "chat_url": self._chat_url, "bus": self._services.bus.state})
 
     async def signup(self, call: Call) -> Response:
         data = call.payload()

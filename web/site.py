@@ -7,8 +7,10 @@ server hands every error, whoever raised it, to the one `error_page`.
 from __future__ import annotations
 
 import pathlib
+import time
 from typing import Final
 
+from classroom import metrics
 from classroom.errors import ClassroomError
 from classroom.services import Services
 from protocol import HTTPError, Request, Response, Router, StaticFiles
@@ -38,12 +40,29 @@ class Site:
         RoomPages(services, sessions, chat_url=chat_url).mount(self._router)
         Api(services, sessions, chat_url=chat_url).mount(self._router)
         self._router.add("GET", "/static/{path:path}", StaticFiles(STATIC_ROOT))
+        self._router.add("GET", "/metrics", self._metrics)
+
+    async def _metrics(self, request: Request) -> Response:
+        """Prometheus's text format: what this process measures (classroom/metrics.py)."""
+        return Response(200, (("Content-Type", metrics.CONTENT_TYPE),), metrics.render())
 
     async def handler(self, request: Request) -> Response:
+        started = time.perf_counter()
+        status = 500
         try:
-            return await self._router(request)
+            response = await self._router(request)
+            status = response.status
+            return response
         except ClassroomError as error:
-            raise errors.http_error(error) from error
+            http_error = errors.http_error(error)
+            status = http_error.status
+            raise http_error from error
+        except HTTPError as error:
+            status = error.status
+            raise
+        finally:
+            metrics.HTTP_REQUESTS.labels(str(status)).inc()
+            metrics.HTTP_SECONDS.observe(time.perf_counter() - started)
 
     def error_page(self, request: Request | None, error: HTTPError) -> Response:
         return errors.error_page(request, error)

@@ -28,6 +28,7 @@ from trio_websocket import (
 )
 
 from chat import ChatServer
+from chat.bus import RedisBus
 from classroom import Services
 from classroom.accounts import _HASHER, SESSION_COOKIE, SESSION_LIFETIME, hash_token
 from classroom.clock import Clock
@@ -362,15 +363,16 @@ class Peer:
 
 
 @asynccontextmanager
-async def chat_world(db_url: str, *, clock: Clock | None = None,
+async def chat_world(db_url: str, *, clock: Clock | None = None, bus_url: str | None = None,
                      **server_options: Any) -> AsyncIterator[ChatWorld]:
     """`server_options` go to ChatServer (outbox_frames=, outbox_bytes=, ping_interval=,
-    ping_timeout=, ...)."""
+    ping_timeout=, ...). `bus_url`: a Redis bus (redis://...) this server subscribes to."""
     async with open_storage(db_url) as storage:
         await storage.init_schema()
-        services = Services.build(storage) if clock is None else Services.build(storage,
-                                                                                clock=clock)
-        server = ChatServer(services, **server_options)
+        bus = None if bus_url is None else RedisBus(bus_url, name=secrets.token_hex(4))
+        services = Services.build(storage, bus=bus, **({} if clock is None
+                                                        else {"clock": clock}))
+        server = ChatServer(services, bus=bus, **server_options)
         stopped = trio.Event()
 
         async def serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -378,10 +380,15 @@ async def chat_world(db_url: str, *, clock: Clock | None = None,
             stopped.set()
 
         async with trio.open_nursery() as nursery:
+            if bus is not None:
+                await nursery.start(bus.run)
             port = await nursery.start(serve)
             server.allowed_origins.add(ORIGIN)
             yield ChatWorld(services, server, port, nursery, stopped)
             server.begin_shutdown()
+            if bus is not None:
+                await stopped.wait()
+                nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
