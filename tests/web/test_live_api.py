@@ -226,7 +226,7 @@ async def test_healthz_names_the_chat_server(live_web: WebWorld, web: WebWorld) 
         async with live_web.api() as api:
             health = (await api.get("/healthz")).json()
             assert health == {"status": "ok", "database": live_web.storage.backend,
-                              "chat_url": live_web.chat_url}
+                              "chat_url": live_web.chat_url, "bus": "off"}
             assert health["chat_url"].startswith("ws://127.0.0.1:")
         async with web.api() as api:
             assert (await api.get("/healthz")).json()["chat_url"] is None

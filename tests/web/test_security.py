@@ -212,7 +212,7 @@ async def test_database_outage_answers_503_with_a_retry_hint(web: WebWorld) -> N
             healthy = await api.get("/healthz")
             assert healthy.status_code == 200
             assert healthy.json() == {"status": "ok", "database": web.storage.backend,
-                                      "chat_url": None}
+                                      "chat_url": None, "bus": "off"}
             await web.storage.aclose()
             down = await api.get("/healthz")
             assert down.status_code == 503
