@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from classroom.errors import ClassroomError, NotFound
 from classroom.rooms import DISCUSSION, HISTORY_PAGE, LIVE
-from classroom.rules import Action, Role, may
-from classroom.views import attendance_view
+from classroom.rules import Action, Role, check, may
 from protocol import Response
 
+from .attendance import attendance_rows, class_csv, session_csv
 from .inputs import query_int
 from .pages import FORM_ERRORS, PageGroup, PageRoute, Visit
+from .render import with_security
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
     from classroom import Classroom, Room, RoomEvent
@@ -40,6 +41,8 @@ class RoomPages(PageGroup):
             ("POST", "/classrooms/{id:int}/sessions", self.start_session, False),
             ("POST", "/sessions/{id:int}/end", self.end_session, False),
             ("GET", "/classrooms/{id:int}/live", self.live, False),
+            ("GET", "/sessions/{id:int}/attendance.csv", self.session_attendance_csv, False),
+            ("GET", "/classrooms/{id:int}/attendance.csv", self.class_attendance_csv, False),
             ("GET", "/classrooms/{id:int}/discussions", self.discussions, False),
             ("POST", "/classrooms/{id:int}/discussions", self.open_discussion, False),
             ("GET", "/discussions/{id:int}", self.discussion, False),
@@ -84,15 +87,14 @@ class RoomPages(PageGroup):
             older = f"/classrooms/{classroom_id}/sessions?before={shown[-1].id}"
         show_attendance = may(role, Action.VIEW_ATTENDANCE)
         now = self._services.clock()
+        members = (await self._services.classes.roster(me, classroom_id)
+                   if show_attendance else [])
         sessions: list[dict[str, Any]] = []
         for room in shown:
             attendees = None
             if show_attendance:
                 _, records = await self._services.rooms.attendance(me, room.id)
-                attendees = [{**attendance_view(r, now), "user": r.user,
-                              "first_join": r.first_join, "last_leave": r.last_leave,
-                              "instructor": r.user.id == classroom.instructor_id}
-                             for r in records]
+                attendees = attendance_rows(records, members, classroom.instructor_id, now)
             ended = room.ended_at or now
             sessions.append({"room": room, "attendance": attendees,
                              "minutes": round((ended - room.created_at).total_seconds() / 60)})
@@ -106,6 +108,30 @@ class RoomPages(PageGroup):
         if error is not None:
             return self._form_error(visit, "sessions.html", error, **context)
         return self._page(visit, "sessions.html", **context)
+
+    async def session_attendance_csv(self, visit: Visit) -> Response:
+        me = visit.me
+        room, records = await self._services.rooms.attendance(
+            me, int(visit.request.params["id"]))
+        classroom, _ = await self._services.classes.get(me, room.classroom_id)
+        members = await self._services.classes.roster(me, room.classroom_id)
+        rows = attendance_rows(records, members, classroom.instructor_id,
+                               self._services.clock())
+        return _csv_response(session_csv(rows), f"attendance-session-{room.id}.csv")
+
+    async def class_attendance_csv(self, visit: Visit) -> Response:
+        me = visit.me
+        classroom_id = int(visit.request.params["id"])
+        classroom, role = await self._services.classes.get(me, classroom_id)
+        check(role, Action.VIEW_ATTENDANCE)
+        members = await self._services.classes.roster(me, classroom_id)
+        now = self._services.clock()
+        sessions = []
+        for room in reversed(await self._services.rooms.in_class(me, classroom_id, LIVE)):
+            _, records = await self._services.rooms.attendance(me, room.id)
+            sessions.append((room, attendance_rows(records, members,
+                                                   classroom.instructor_id, now)))
+        return _csv_response(class_csv(sessions), f"attendance-class-{classroom_id}.csv")
 
     async def live(self, visit: Visit) -> Response:
         """The class's current live session, or a notice that none is running (the page
@@ -248,3 +274,10 @@ def _transcript_entry(event: RoomEvent, names: Mapping[int, str], viewer_id: int
         "to": (None if recipient is None else "you" if recipient == viewer_id
                else names.get(recipient, "a former member")),
     }
+
+
+def _csv_response(text: str, filename: str) -> Response:
+    return with_security(Response(200, (
+        ("Content-Type", "text/csv; charset=utf-8"),
+        ("Content-Disposition", f'attachment; filename="{filename}"'),
+    ), text.encode()))

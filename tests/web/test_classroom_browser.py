@@ -19,7 +19,7 @@ import trio
 from selenium.webdriver.common.by import By
 
 from tests.web.harness import WebWorld
-from tests.web.live_peer import api_user, live_peer
+from tests.web.live_peer import api_user, eventually, live_peer
 from tests.web.test_live_browser import (
     chromium,
     open_live,
@@ -356,3 +356,56 @@ async def test_class_management_remove_leave_reset_invite(live_web: WebWorld,
         async with live_web.api(room.bob) as bob_api:
             refused = await bob_api.post("/classrooms/join", json={"code": room.code})
             assert refused.status_code == 404
+
+
+async def test_attendance_lists_absent_students_and_downloads_csv(live_web: WebWorld,
+                                                                  tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        room = await class_with_student(live_web)
+        cat = await api_user(live_web, "cat", "=Cat C")  # a name a spreadsheet would run
+        async with live_web.api(room.ada) as api, live_web.api(cat) as cat_api:
+            await cat_api.post("/classrooms/join", json={"code": room.code})
+            session = (await api.post(f"/classrooms/{room.id}/sessions",
+                                      json={"topic": "Routing"})).json()["room"]
+        async with live_peer(live_web, room.bob) as bob:
+            await bob.join(session["id"])
+
+            async def arrived() -> bool:
+                return bool(await live_web.services.storage.list_attendance(session["id"]))
+
+            await eventually(arrived)
+        async with live_web.api(room.ada) as api:
+            await api.post(f"/sessions/{session['id']}/end", json={})
+        base = live_web.base_url
+        with chromium(tmp_path, "ada") as ada:
+            def check() -> None:
+                sign_in(ada, base, room.ada)
+                ada.get(f"{base}/classrooms/{room.id}/sessions")
+                rows = {row.find_element(By.TAG_NAME, "th").text.split("\n")[-1]:
+                        [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+                        for row in ada.find_elements(
+                            By.CSS_SELECTOR, f"#session-{session['id']} tbody tr")}
+                assert set(rows) == {"Bob S", "=Cat C"}, rows
+                bob_row, cat_row = rows["Bob S"], rows["=Cat C"]
+                assert bob_row[0] == "present" and re.fullmatch(r"\d+:\d\d", bob_row[3])
+                assert cat_row == ["absent", "—", "—", "0:00"]
+                summary = ada.find_element(By.CSS_SELECTOR,
+                                           f"#session-{session['id']} summary").text
+                assert "1 of 2 present" in summary
+                link = ada.find_element(By.CSS_SELECTOR, "a[href$='/attendance.csv']")
+                fetch = ("const done = arguments[arguments.length - 1];"
+                         "fetch(arguments[0]).then(r => r.text()).then(done);")
+                per_session = ada.execute_async_script(fetch, f"/sessions/{session['id']}"
+                                                       "/attendance.csv").splitlines()
+                assert per_session[0].startswith("name,username,role,status")
+                bob_line = next(line for line in per_session if line.startswith("Bob S,"))
+                assert bob_line.startswith("Bob S,bob,student,present,"), per_session
+                # A name that starts like a formula is quoted so a spreadsheet shows it.
+                assert "'=Cat C,cat,student,absent,,,0:00,0" in per_session
+                per_class = ada.execute_async_script(fetch, link.get_attribute("href")
+                                                     ).splitlines()
+                assert per_class[0].startswith("name,username,") and "Routing" in per_class[0]
+                assert "'=Cat C,cat,absent" in per_class
+                assert any(re.fullmatch(r"Bob S,bob,\d+:\d\d", line) for line in per_class)
+
+            await trio.to_thread.run_sync(check)

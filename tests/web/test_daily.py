@@ -6,6 +6,7 @@ from __future__ import annotations
 import trio
 
 from tests.web.harness import WebWorld, join_code
+from web.attendance import connected
 from web.render import linkify
 
 
@@ -40,3 +41,8 @@ def test_linkify_makes_only_http_links() -> None:
     # A quote cannot close the attribute: it stays an escaped part of the address.
     tricky = linkify('http://x.test/"onmouseover="x')
     assert tricky.count('"') == 4 and "&#34;onmouseover=&#34;x" in tricky
+
+
+def test_connected_time_reads_as_minutes_and_seconds() -> None:
+    assert [connected(s) for s in (0, 59.9, 60, 4502.4, -3)] == [
+        "0:00", "0:59", "1:00", "75:02", "0:00"]

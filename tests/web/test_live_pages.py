@@ -176,12 +176,12 @@ async def test_sessions_list_shows_attendance_to_the_instructor_only(
             ended = await ada.submit(f"{base}/sessions", f"/sessions/{room.id}/end", {})
             assert ended.status_code == 303 and ended.headers["location"] == f"{base}/sessions"
             page = (await ada.get(f"{base}/sessions")).text
-            assert "Attendance" in page and "Minutes connected" in page and "Bob S" in page
+            assert "Attendance" in page and "Connected (m:ss)" in page and "Bob S" in page
             assert "connected now" not in page
             assert f'action="/sessions/{room.id}/end"' not in page  # ended: no End button
             student = (await bob.get(f"{base}/sessions")).text
             assert "Week 1" in student
-            assert "Attendance" not in student and "Minutes connected" not in student
+            assert "Attendance" not in student and "Connected (m:ss)" not in student
             assert f'action="{base}/sessions"' not in student
             # Ending is the instructor's; others get 403/404 and nothing changes.
             await ada.submit(f"{base}/sessions", f"{base}/sessions", {"topic": "Week 2"})
