@@ -184,6 +184,8 @@ class Sharer:
         self._share_refs: set[int] = set()
         self._lock = trio.Lock()
         self.changed = trio.Event()
+        self._retry_at: float | None = None  # rate-limited: share again at this trio time
+        self.blocked = False  # over the room's storage quota: share no more
 
     def _next_ref(self) -> int:
         self._ref += 1
@@ -207,6 +209,9 @@ class Sharer:
         while True:
             await self.changed.wait()
             self.changed = trio.Event()
+            if self._retry_at is not None:
+                await trio.sleep_until(self._retry_at)
+                self._retry_at = None
             if self.sharing:
                 await self.share(ws)
 
@@ -230,6 +235,15 @@ class Sharer:
                 self._share_refs.discard(ref)
                 self.sent = None  # the instructor may lack anything: send it all next time
                 self.say(f"the server refused the share: {message}")
+                code = data.get("code")
+                if code == "rate_limited":
+                    wait = data.get("retry_after")
+                    delay = float(wait) if isinstance(wait, int | float) else 1.0
+                    self._retry_at = trio.current_time() + max(0.5, delay)
+                    self.changed.set()
+                elif code == "quota_exceeded":
+                    self.blocked = True
+                    self.say("no more sharing in this session: ask the instructor")
         elif event == "ack":
             self._share_refs.discard(ref)
         elif event == "room/kill" and data.get("room_id") == self.room_id:
@@ -283,6 +297,8 @@ class Sharer:
     async def share(self, ws: WebSocketConnection) -> None:
         """Send what the instructor lacks: everything first, then only the changes."""
         async with self._lock:
+            if self.blocked:
+                return
             found = await trio.to_thread.run_sync(scan, self.root, self.rules)
             if found.skipped != self._last_skipped:
                 self._last_skipped = found.skipped

@@ -22,7 +22,9 @@
 (function () {
   "use strict";
 
-  const DEBOUNCE = 600;
+  // Every code update is stored whole (the server keeps at most 16 MiB per person per room):
+  // typing goes out after a pause, not at every key.
+  const DEBOUNCE = 1500;
   const MAX_ALERTS = 6;
   const MAX_UPLOAD = 700 * 1024;
   const STUDENT_STATUSES = [["NONE", "not started"], ["IN_PROGRESS", "in progress"],
@@ -184,6 +186,7 @@
     sent: new Map(), // name -> content, as the instructor has it
     selected: null,
     timer: null,
+    blocked: null, // why the server takes no more code from us (quota), or null
   };
 
   function tree(names, fileItem) {
@@ -259,7 +262,7 @@
 
   function flush() {
     editor.timer = null;
-    if (!state.sharing || !state.connected) return;
+    if (!state.sharing || !state.connected || editor.blocked !== null) return;
     const files = [];
     editor.files.forEach((content, name) => {
       if (!editor.sent.has(name)) files.push({ filename: name, status: "new", content: content });
@@ -273,7 +276,7 @@
   }
 
   function sendAll() {
-    if (!state.sharing || !state.connected || !editor.files.size) return;
+    if (!state.sharing || !state.connected || !editor.files.size || editor.blocked !== null) return;
     const files = Array.from(editor.files, ([name, content]) => ({ filename: name, status: "new", content: content }));
     sendFiles("sharing/code_send", files);
   }
@@ -282,7 +285,15 @@
     const snapshot = new Map(editor.files);
     const ref = request(event, { files: files }, (answer) => {
       if (answer.event === "error") {
-        codeError(String(answer.data.message || "not shared"));
+        const data = answer.data || {};
+        codeError(String(data.message || "not shared"));
+        if (data.code === "rate_limited") {
+          // Try again once the server lets us: the changes are still unsent.
+          clearTimeout(editor.timer);
+          editor.timer = setTimeout(flush, 1000 * Math.max(1, Number(data.retry_after) || 1));
+        } else if (data.code === "quota_exceeded") {
+          editor.blocked = String(data.message || "");
+        }
       } else {
         editor.sent = snapshot;
         codeError("");
