@@ -4,24 +4,30 @@ Fan-out is the hot path, so it is built around three choices:
 - a room encodes an event once, as finished WebSocket frame bytes (`protocol.wsframe`), and
   hands the same `bytes` to every member's outbox;
 - when a member's queue is empty the frame is written to its socket at once, with one
-  non-blocking write and no task switch; only what the socket does not take is queued for
+  non-blocking `send` and no task switch; only what the socket does not take is queued for
   the member's writer task, which drains it in batches as the socket becomes writable;
 - the queue is bounded in frames and bytes: a member that cannot keep up overflows, is
   disconnected (close 1013) and resumes from its last seq. Nobody else waits for it.
 
+The WebSocket library (trio-websocket) is handed an `OutboxStream` before its handshake, so
+everything it writes (the handshake answer, pongs, pings, close frames) comes through here
+too, by its public stream interface; nothing of the library's own is touched.
+
 Invariants:
-- the outbox is the only writer of the socket: trio-websocket's own frames (handshake done
-  before, then pongs, pings, close) go through `OutboxStream.send_all`, queued behind ours, so
-  bytes of two frames never interleave, even when a write was partial;
-- the queue is non-empty exactly when unwritten bytes exist, and its head may be the tail of
-  a partly written frame (`_head_partial`), which must be written before anything else;
-- the descriptor is forgotten before the socket closes, so a late push can never write to a
-  recycled descriptor.
+- the outbox is the only writer of the socket, so bytes of two frames never interleave, even
+  when a write was partial: `_partial` (the unwritten tail of a started frame) always goes
+  first;
+- then control frames (the library's), in order, then data frames, in order: a pong or a
+  close frame waits for the frame being written, never for a backlog of MiBs;
+- after a close frame nothing else is written (queued data is dropped);
+- the outbox writes through its own reference to the socket object, which the stream closes:
+  once closed, a late write fails with EBADF instead of reaching a recycled descriptor.
 """
 
 from __future__ import annotations
 
-import os
+import errno
+import socket
 from collections import deque
 from typing import Final
 
@@ -31,6 +37,8 @@ MAX_QUEUED_FRAMES: Final = 2000
 MAX_QUEUED_BYTES: Final = 8 * 1024 * 1024
 # One write carries at most this much; big enough to batch, small enough to stay fair.
 MAX_BATCH_BYTES: Final = 256 * 1024
+# First byte of a server's close frame (FIN + opcode 8); a handshake answer starts with "H".
+_CLOSE_FRAME: Final = 0x88
 
 
 class Overflow(Exception):
@@ -40,86 +48,85 @@ class Overflow(Exception):
 class Outbox:
     def __init__(self, *, max_frames: int = MAX_QUEUED_FRAMES,
                  max_bytes: int = MAX_QUEUED_BYTES) -> None:
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._head_partial = False
+        self._data: deque[bytes] = deque()
+        self._data_bytes = 0
+        self._control: deque[bytes] = deque()
+        # The unwritten tail of a frame already begun, and whether it is a control frame.
+        self._partial: bytes = b""
+        self._partial_control = False
         self._max_frames = max_frames
         self._max_bytes = max_bytes
-        self._fd: int | None = None
-        self._pushed = 0  # bytes accepted so far
-        self._written = 0  # bytes written so far
+        self._sock: socket.socket | None = None
+        self._controls_queued = 0  # control frames accepted so far
+        self._controls_done = 0  # control frames fully written (or dropped) so far
         self._has_data = trio.lowlevel.ParkingLot()
         self._progress = trio.lowlevel.ParkingLot()
         self.overflowed = False
         self.closed = False
+        self.closing = False  # a close frame was queued: nothing may follow it
         self.broken: OSError | None = None
-        self._draining = False  # drain() is running: it writes what is queued
+        self._waiting_writable = False  # one task waits for the socket; the others for it
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._data) + len(self._control) + bool(self._partial)
 
-    def attach(self, fd: int) -> None:
-        """Start writing to this socket descriptor (non-blocking, as trio keeps it)."""
-        self._fd = fd
+    def attach(self, sock: socket.socket) -> None:
+        """Start writing to this non-blocking socket."""
+        self._sock = sock
 
     def close(self) -> None:
-        """Forget the socket (call before closing it); pending writers are woken."""
-        self._fd = None
+        """Stop writing (the connection is over); pending writers are woken."""
+        self._sock = None
         self.closed = True
         self._wake_all()
 
-    def push(self, frame: bytes, *, control: bool = False) -> bool:
-        """Send or queue a frame without waiting. False when the outbox is done for: on
-        overflow (not for `control` frames, which are tiny and few), breakage or close."""
-        if self.closed or self.broken is not None or (self.overflowed and not control):
+    def _idle(self) -> bool:
+        return not (self._partial or self._control or self._data)
+
+    def push(self, frame: bytes) -> bool:
+        """Send or queue a data frame without waiting. False when the outbox is done for:
+        on overflow, breakage, close or once a close frame was sent."""
+        if self.closed or self.closing or self.broken is not None or self.overflowed:
             return False
-        if not control and (len(self._queue) >= self._max_frames
-                            or self._queued_bytes + len(frame) > self._max_bytes):
+        if (len(self._data) >= self._max_frames
+                or self._data_bytes + len(frame) > self._max_bytes):
             self._overflow()
             return False
-        self._pushed += len(frame)
-        if not self._queue and self._fd is not None:
-            written = self._write(frame)
+        if self._idle() and self._sock is not None:
+            written = self._send(frame)
             if written == len(frame):
                 return True
             if self.broken is not None:
                 return False
             if written:
-                frame = frame[written:]
-                self._head_partial = True
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        if len(self._queue) == 1:
-            self._has_data.unpark()
+                self._partial, self._partial_control = frame[written:], False
+                self._has_data.unpark()
+                return True
+        self._data.append(frame)
+        self._data_bytes += len(frame)
+        self._has_data.unpark()
         return True
 
-    def _write(self, data: bytes) -> int:
-        assert self._fd is not None
+    def _send(self, data: bytes) -> int:
+        assert self._sock is not None
         try:
-            written = os.write(self._fd, data)
-        except BlockingIOError:
+            written = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
             return 0
-        except OSError as exc:  # reset, broken pipe: the peer is gone
+        except OSError as exc:  # reset, broken pipe, or closed under us: the peer is gone
             self.broken = exc
             self._wake_all()
             return 0
-        self._written += written
-        if self._progress:
+        if written and self._progress:
             self._progress.unpark_all()
         return written
 
     def _overflow(self) -> None:
         self.overflowed = True
-        # Keep only a partly written frame's tail, so the close frame can follow at once on a
-        # well-formed stream; the rest the client will fetch again when it resumes.
-        keep = self._queue[0] if self._queue and self._head_partial else None
-        # Dropped bytes count as done, so nobody waits for them (send_control's marks).
-        self._written += self._queued_bytes - (len(keep) if keep is not None else 0)
-        self._queue.clear()
-        self._queued_bytes = 0
-        if keep is not None:
-            self._queue.append(keep)
-            self._queued_bytes = len(keep)
+        # Only data goes: a started frame's tail stays, so the close frame can follow on a
+        # well-formed stream; the client fetches the rest again when it resumes.
+        self._data.clear()
+        self._data_bytes = 0
         self._wake_all()
 
     def _wake_all(self) -> None:
@@ -129,84 +136,137 @@ class Outbox:
     async def push_patiently(self, frame: bytes) -> None:
         """Queue a frame, waiting while the queue is half full: for history replay, which
         may be long and must not overflow a client that is merely catching up."""
-        while (not (self.overflowed or self.closed or self.broken)
-               and (len(self._queue) >= self._max_frames // 2
-                    or self._queued_bytes + len(frame) > self._max_bytes // 2)):
+        while (not (self.overflowed or self.closed or self.closing or self.broken)
+               and (len(self._data) >= self._max_frames // 2
+                    or self._data_bytes + len(frame) > self._max_bytes // 2)):
             await self._progress.park()
         if not self.push(frame):
             raise Overflow
 
     async def send_control(self, data: bytes) -> None:
-        """Queue a frame of the WebSocket library's own and wait until it is written.
-        Raises trio.BrokenResourceError when the socket fails or closes first."""
-        self.push(data, control=True)
-        mark = self._pushed
-        while self._written < mark:
+        """Send a frame of the WebSocket library's own (or its handshake answer) right after
+        the frame being written, and wait until it is written. Raises
+        trio.BrokenResourceError when the socket fails or closes first."""
+        if self.closed or self.broken is not None:
+            raise trio.BrokenResourceError("connection lost") from self.broken
+        if data[:1] == bytes([_CLOSE_FRAME]):
+            self.closing = True
+            self._data.clear()
+            self._data_bytes = 0
+        self._control.append(data)
+        self._controls_queued += 1
+        mine = self._controls_queued
+        self._has_data.unpark()
+        while self._controls_done < mine:
             if self.closed or self.broken is not None:
                 raise trio.BrokenResourceError("connection lost") from self.broken
-            if self._draining or self._fd is None:
-                await self._progress.park()
-            else:
-                # The writer task is gone (the connection is closing, e.g. after an
-                # overflow): write the close frame (behind a partial frame's tail) ourselves.
-                await trio.lowlevel.wait_writable(self._fd)
-                if self._fd is not None and self._queue:
-                    self._write_batch()
+            # Written by whoever waits for the socket: the writer task, or (during the
+            # handshake, or a close after the connection's tasks ended) this one.
+            await self._write_when_writable()
+
+    async def _write_when_writable(self) -> None:
+        """Write a batch once the socket takes bytes; while another task already waits for
+        that (only one may), wait for its progress instead."""
+        if self._waiting_writable or self._sock is None:
+            await self._progress.park()
+            return
+        if self._sock.fileno() < 0:  # closed by the stream before the outbox heard
+            self.broken = OSError(errno.EBADF, "the socket was closed")
+            self._wake_all()
+            return
+        self._waiting_writable = True
+        try:
+            await trio.lowlevel.wait_writable(self._sock)
+        finally:
+            self._waiting_writable = False
+            self._progress.unpark_all()  # whoever waited behind us looks again
+        if self._sock is not None:
+            self._write_batch()
 
     async def drain(self) -> None:
         """Write queued bytes as the socket allows, until the connection ends.
         Raises Overflow when the client fell behind; returns when the outbox is closed;
-        raises trio.BrokenResourceError when the socket fails."""
-        self._draining = True
-        try:
-            await self._drain()
-        finally:
-            self._draining = False
-            self._progress.unpark_all()  # a waiting send_control writes for itself now
-
-    async def _drain(self) -> None:
+        raises trio.BrokenResourceError when the socket fails (ClosedResourceError when
+        it is closed while this waits for it)."""
         while True:
-            while not self._queue or self._fd is None:
-                if self.broken is not None:
-                    raise trio.BrokenResourceError("connection lost") from self.broken
+            if self.broken is not None:
+                raise trio.BrokenResourceError("connection lost") from self.broken
+            if self._idle() or self._sock is None:
                 if self.closed:
                     return
-                if self.overflowed and not self._queue:
+                if self.overflowed and self._idle():
                     raise Overflow
                 await self._has_data.park()
-            await trio.lowlevel.wait_writable(self._fd)
-            if self._fd is None:
                 continue
-            self._write_batch()
+            await self._write_when_writable()
 
     def _write_batch(self) -> None:
-        batch = [self._queue.popleft()]
-        size = len(batch[0])
-        while self._queue and size + len(self._queue[0]) <= MAX_BATCH_BYTES:
-            frame = self._queue.popleft()
-            batch.append(frame)
-            size += len(frame)
-        data = batch[0] if len(batch) == 1 else b"".join(batch)
-        self._queued_bytes -= size
-        was_partial = self._head_partial
-        written = self._write(data)
-        if written < size and self.broken is None:
-            rest = data[written:]
-            self._queue.appendleft(rest)
-            self._queued_bytes += len(rest)
-            self._head_partial = written > 0 or was_partial
-        else:
-            self._head_partial = False
+        """One non-blocking write of the partial tail, then control frames, then data, up to
+        MAX_BATCH_BYTES; what the socket did not take goes back in front."""
+        pieces: list[tuple[bytes, bool]] = []
+        size = 0
+        if self._partial:
+            pieces.append((self._partial, self._partial_control))
+            size = len(self._partial)
+            self._partial = b""
+        for queue, control in ((self._control, True), (self._data, False)):
+            while queue and (not pieces or size + len(queue[0]) <= MAX_BATCH_BYTES):
+                piece = queue.popleft()
+                if not control:
+                    self._data_bytes -= len(piece)
+                pieces.append((piece, control))
+                size += len(piece)
+        data = pieces[0][0] if len(pieces) == 1 else b"".join(p for p, _ in pieces)
+        written = self._send(data)
+        if self.broken is not None:
+            return
+        for index, (piece, control) in enumerate(pieces):
+            if written >= len(piece):
+                written -= len(piece)
+                if control:
+                    self._controls_done += 1
+                continue
+            if written:
+                self._partial, self._partial_control = piece[written:], control
+                rest = pieces[index + 1:]
+            else:
+                rest = pieces[index:]
+            for unsent, unsent_control in reversed(rest):
+                if unsent_control:
+                    self._control.appendleft(unsent)
+                else:
+                    self._data.appendleft(unsent)
+                    self._data_bytes += len(unsent)
+            break
+        if self._controls_done and self._progress:
+            self._progress.unpark_all()
 
 
 class OutboxStream(trio.abc.Stream):
-    """Stands in for a WebSocket connection's socket stream once the handshake is done:
-    reads go to the socket, writes join the outbox queue (see the module invariants)."""
+    """The stream trio-websocket is handed: reads come from the socket, writes go through
+    the outbox (see the module invariants). Made with `take` before the handshake."""
 
     def __init__(self, inner: trio.SocketStream, outbox: Outbox) -> None:
         self._inner = inner
         self._outbox = outbox
-        outbox.attach(inner.socket.fileno())
+
+    @classmethod
+    def take(cls, stream: trio.SocketStream, outbox: Outbox) -> OutboxStream:
+        """Move the connection's socket out of `stream` (left closed) into a stream whose
+        writes go through `outbox`."""
+        raw = socket.socket(fileno=stream.socket.detach())
+        raw.setblocking(False)
+        inner = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+        outbox.attach(raw)
+        return cls(inner, outbox)
+
+    @property
+    def peer(self) -> str:
+        try:
+            host, port, *_ = self._inner.socket.getpeername()
+        except OSError:
+            return "a vanished peer"
+        return f"{host}:{port}"
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._outbox.send_control(bytes(data))

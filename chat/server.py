@@ -197,21 +197,25 @@ class ChatServer:
         trio-websocket's own reader task included (it can raise on a ping that crosses our
         close frame), ends this connection only: it never reaches the listener's nursery,
         where it would stop the server."""
+        frames, size = self._outbox_limits
+        outbox = Outbox(max_frames=frames, max_bytes=size)
+        # From here on the outbox is the socket's only writer (see outbox.py).
+        wire = OutboxStream.take(stream, outbox)
         try:
             async with trio.open_nursery() as websocket_tasks:
                 with trio.move_on_after(HANDSHAKE_TIMEOUT) as handshake:
-                    request = await wrap_server_stream(websocket_tasks, stream,
+                    request = await wrap_server_stream(websocket_tasks, wire,
                                                        max_message_size=HARD_MESSAGE_LIMIT)
                 if not handshake.cancelled_caught:
-                    await self._handle(request)
+                    await self._handle(request, outbox)
                 websocket_tasks.cancel_scope.cancel()
         except Exception as exc:
-            log.warning("connection from %s ended in error: %r", _peer(stream), exc)
+            log.warning("connection from %s ended in error: %r", wire.peer, exc)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                await stream.aclose()
+                await wire.aclose()
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def _handle(self, request: WebSocketRequest, outbox: Outbox) -> None:
         admitted = await self._admit(request)
         if admitted is None:
             return
@@ -220,17 +224,14 @@ class ChatServer:
             await request.reject(429, body=b"too many connections for this user; close one")
             return
         try:
-            await self._serve(request, user, token)
+            await self._serve(request, outbox, user, token)
         finally:
             self._per_user.release(user.id)
 
-    async def _serve(self, request: WebSocketRequest, user: User, token: str) -> None:
+    async def _serve(self, request: WebSocketRequest, outbox: Outbox, user: User,
+                     token: str) -> None:
         ws = await request.accept()
-        frames, size = self._outbox_limits
-        client = Client(user=user, outbox=Outbox(max_frames=frames, max_bytes=size))
-        # From here on the outbox is the socket's only writer (see outbox.py).
-        connection: Any = ws
-        connection._stream = OutboxStream(connection._stream, client.outbox)
+        client = Client(user=user, outbox=outbox)
         self._clients.add(client)
         self._session_watch.watch(client, token)
         self._hub.connected(client)
