@@ -34,6 +34,9 @@ def type_text(profile: Profile, css: str, text: str) -> None:
 
 def post(profile: Profile, classroom_id: int, title: str, body: str, tags: str) -> None:
     form = f"form[action='/classrooms/{classroom_id}']"
+    # The post form is folded until asked for, as a person would open it.
+    if profile.find("details.composer").get_attribute("open") is None:
+        profile.click("details.composer > summary")
     type_text(profile, f"{form} input[name=title]", title)
     profile.fill(form, {"body": body, "tags": tags})
     profile.wait_path(rf"/classrooms/{classroom_id}")

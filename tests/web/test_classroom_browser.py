@@ -409,3 +409,45 @@ async def test_attendance_lists_absent_students_and_downloads_csv(live_web: WebW
                 assert any(re.fullmatch(r"Bob S,bob,\d+:\d\d", line) for line in per_class)
 
             await trio.to_thread.run_sync(check)
+
+
+async def test_layout_on_a_phone_and_a_laptop(live_web: WebWorld, tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        room = await class_with_student(live_web)
+        async with live_web.api(room.ada) as api:
+            for number in range(3):
+                await api.post(f"/classrooms/{room.id}/posts", json={
+                    "title": f"Week {number}", "body": "Read chapter 3.\n" * 3,
+                    "tags": ["reading", f"week{number}"]})
+            await api.post(f"/classrooms/{room.id}/sessions", json={})
+        base = live_web.base_url
+        with chromium(tmp_path, "ada") as ada:
+            def check() -> None:
+                sign_in(ada, base, room.ada)
+                # A phone: the stream comes first, the post form is folded, the tab bar
+                # says it scrolls.
+                ada.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                    "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+                ada.get(f"{base}/classrooms/{room.id}")
+                first = ada.find_element(By.CSS_SELECTOR, ".stream .post")
+                top = ada.execute_script("return arguments[0].getBoundingClientRect().top",
+                                         first)
+                assert top < 600, top
+                composer = ada.find_element(By.CSS_SELECTOR, "details.composer")
+                assert composer.get_attribute("open") is None
+                assert not ada.find_element(By.NAME, "title").is_displayed()
+                composer.find_element(By.TAG_NAME, "summary").click()
+                assert ada.find_element(By.NAME, "title").is_displayed()
+                assert "more-right" in ada.find_element(By.CSS_SELECTOR, "nav.tabs"
+                                                        ).get_attribute("class")
+                # A 1280x900 laptop: the chat input is in view without scrolling.
+                ada.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                    "width": 1280, "height": 760, "deviceScaleFactor": 1, "mobile": False})
+                ada.get(f"{base}/classrooms/{room.id}/live")
+                wait(ada, lambda d: text_of(d, "status") == "connected", "the chat")
+                bottom = ada.execute_script(
+                    "return document.getElementById('message-input')"
+                    ".getBoundingClientRect().bottom")
+                assert bottom <= 760, bottom
+
+            await trio.to_thread.run_sync(check)

@@ -2,7 +2,8 @@
  * times with the zone named, and every form open):
  * - each <time datetime> is shown in the reader's own time zone, recent ones as "2 h ago"
  *   (the exact time stays in the tooltip), refreshed every minute;
- * - "Go back" buttons of error pages, when there is somewhere to go back to.
+ * - "Go back" buttons of error pages, when there is somewhere to go back to;
+ * - a class's tab bar, when wider than the screen, fades where more tabs wait.
  * No inline script anywhere (CSP script-src 'self'); user text is never parsed as HTML.
  */
 (function () {
@@ -50,6 +51,22 @@
     note.textContent = "times are shown in your time zone" + (zone ? " (" + zone + ")" : "");
   }
   window.ClassroomTime = { show: (node) => show(node, Date.now()) };
+
+  // A tab bar wider than the screen fades out on the side where more tabs wait, and the
+  // current tab is scrolled into view.
+  document.querySelectorAll("nav.tabs").forEach((tabs) => {
+    const mark = () => {
+      const more = tabs.scrollLeft + tabs.clientWidth < tabs.scrollWidth - 4;
+      tabs.classList.toggle("more-right", more);
+    };
+    const current = tabs.querySelector("[aria-current=page]");
+    if (current && tabs.scrollWidth > tabs.clientWidth) {
+      tabs.scrollLeft = current.offsetLeft - tabs.clientWidth / 3;
+    }
+    mark();
+    tabs.addEventListener("scroll", mark, { passive: true });
+    window.addEventListener("resize", mark);
+  });
 
   document.querySelectorAll("[data-go-back]").forEach((button) => {
     if (history.length < 2) return;
