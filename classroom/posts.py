@@ -111,10 +111,15 @@ class Posts:
                        ) -> dict[int, list[Comment]]:
         """The comments the reader may see under these posts of the class, by post:
         class comments, and private threads (the instructor: every student's; a student:
-        their own)."""
+        their own). `post_ids` are posts of this class (they are cached with it)."""
         role = await self._classes.authorize(reader, classroom_id, Action.VIEW_CLASS)
-        found = await self._storage.list_comments(
-            post_ids, private_of=None if role == Role.INSTRUCTOR else reader.id)
+
+        async def every_comment() -> tuple[Comment, ...]:
+            # All of them, kept per class; each reader's share is picked below.
+            return tuple(await self._storage.list_comments(post_ids, private_of=None))
+
+        found = await self._cache.class_memo(classroom_id, ("comments", tuple(post_ids)),
+                                             every_comment)
         by_post: dict[int, list[Comment]] = {post_id: [] for post_id in post_ids}
         for comment in found:
             if may_see_comment(role, reader.id, comment.student_id):

@@ -542,9 +542,13 @@ class Storage:
 
     async def add_comment(self, post_id: int, author: User, student_id: int | None,
                           body: str, now: datetime) -> Comment:
-        written = await self.db.execute(
-            "INSERT INTO post_comments (post_id, author_id, student_id, body, created_at)"
-            " VALUES (%s, %s, %s, %s, %s)", (post_id, author.id, student_id, body, now))
+        async with self.db.transaction() as tx:
+            written = await tx.execute(
+                "INSERT INTO post_comments (post_id, author_id, student_id, body, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)", (post_id, author.id, student_id, body, now))
+            classroom_id = await self._log_post_change(tx, post_id)
+        if classroom_id is not None:
+            self._notify(CHANGE_CLASSROOM, classroom_id)
         assert written.lastrowid is not None
         return Comment(id=written.lastrowid, post_id=post_id, author_id=author.id,
                        author_name=author.display_name, student_id=student_id, body=body,
@@ -574,9 +578,23 @@ class Storage:
         return [Comment(*r) for r in rows]
 
     async def delete_comment(self, comment_id: int) -> bool:
-        written = await self.db.execute("DELETE FROM post_comments WHERE id = %s",
-                                        (comment_id,))
+        async with self.db.transaction() as tx:
+            row = await tx.fetch_one("SELECT post_id FROM post_comments WHERE id = %s",
+                                     (comment_id,))
+            written = await tx.execute("DELETE FROM post_comments WHERE id = %s",
+                                       (comment_id,))
+            classroom_id = await self._log_post_change(tx, int(row[0])) if row else None
+        if classroom_id is not None:
+            self._notify(CHANGE_CLASSROOM, classroom_id)
         return written.rowcount == 1
+
+    async def _log_post_change(self, tx: Executor, post_id: int) -> int | None:
+        """Log a change of the post's class (comments show on its stream); its id."""
+        row = await tx.fetch_one("SELECT classroom_id FROM posts WHERE id = %s", (post_id,))
+        if row is None:
+            return None
+        await self._log_change(tx, CHANGE_CLASSROOM, int(row[0]))
+        return int(row[0])
 
     async def list_tags(self, classroom_id: int) -> list[TagCount]:
         rows = await self.db.fetch_all(

@@ -50,6 +50,10 @@ if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are
 __all__ = ["FORM_ERRORS", "PageGroup", "PageRoute", "Pages", "Visit"]
 
 HOME: Final = "/classrooms"
+# Where a cached rendering takes the visitor's CSRF token: escaping turns any "<" a user
+# typed into "&lt;", so only our own templates can put this in a page. The token it is
+# replaced with is URL-safe base64 (auth.py), nothing that needs escaping.
+_CSRF_SLOT: Final = Markup("<!--csrf-->")
 # Errors that mean "fix what you typed" on a form; anything else is a page of its own.
 FORM_ERRORS: Final = (Invalid, Conflict, TooLarge, Throttled, Unauthenticated)
 
@@ -351,18 +355,30 @@ class Pages(PageGroup):
         comments = await self._services.posts.comments(me, classroom_id, post_ids)
         can_edit = may(role, Action.EDIT_POST) and not classroom.archived
         can_comment = may(role, Action.COMMENT) and not classroom.archived
-        student_names = ({m.user.id: m.user.display_name
-                          for m in await self._services.classes.roster(me, classroom_id)}
-                         if may(role, Action.VIEW_ROSTER) else {})
-        # str, not Markup: Markup.replace would escape the marker and the tail.
-        page_posts = str(posts_html)
-        for post_id in post_ids:
-            tail = render("_post_tail.html", post_id=post_id, role=role, me=me,
-                          thread=_threads(comments.get(post_id, []), role, me.id),
-                          can_edit=can_edit, can_comment=can_comment,
-                          student_names=student_names, csrf=visit.csrf,
-                          csrf_field=CSRF_FIELD)
-            page_posts = page_posts.replace(post_tail_marker(post_id), tail, 1)
+        # The tails differ by role, and by visitor only for one who wrote or owns some of
+        # these comments; everyone else of the role shares one rendering (its CSRF tokens
+        # are a slot filled per request).
+        personal = any(me.id in (c.author_id, c.student_id)
+                       for thread in comments.values() for c in thread)
+
+        async def with_tails() -> str:
+            student_names = ({m.user.id: m.user.display_name
+                              for m in await self._services.classes.roster(me, classroom_id)}
+                             if may(role, Action.VIEW_ROSTER) else {})
+            # str, not Markup: Markup.replace would escape the marker and the tail.
+            posts = str(posts_html)
+            for post_id in post_ids:
+                tail = render("_post_tail.html", post_id=post_id, role=role, me=me,
+                              thread=_threads(comments.get(post_id, []), role, me.id),
+                              can_edit=can_edit, can_comment=can_comment,
+                              student_names=student_names, csrf=_CSRF_SLOT,
+                              csrf_field=CSRF_FIELD)
+                posts = posts.replace(post_tail_marker(post_id), tail, 1)
+            return posts
+
+        page_posts = (await self._services.cache.class_memo(
+            classroom_id, ("stream.html tails", tag, before, role, me.id if personal else None),
+            with_tails)).replace(_CSRF_SLOT, visit.csrf)
         context: dict[str, Any] = dict(
             classroom=classroom, role=role, posts_html=Markup(page_posts),
             tags_html=tags_html, tag=tag, can_post=can_post,

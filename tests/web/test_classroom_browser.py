@@ -286,6 +286,8 @@ async def test_posts_are_edited_deleted_and_commented(live_web: WebWorld,
                 assert "Private with Bob S" in thread.text and "I was ill" in thread.text
                 ada.find_element(By.ID, f"comment-{pid}-p{room.bob_id}").send_keys("Get well")
                 submit_in(ada, f"#post-{pid} .private-thread form.comment-form")
+                wait(ada, lambda d: "Get well" in d.find_element(
+                    By.CSS_SELECTOR, f"#post-{pid} .private-thread").text, "the reply")
                 bob.get(base + stream)
                 assert "Get well" in bob.find_element(
                     By.CSS_SELECTOR, f"#post-{pid} .private-thread").text
