@@ -8,7 +8,7 @@ nothing is lost or printed twice.
 
 Layout: everything that decides something is sans-IO and tested without sockets
 (`parse_command`, `format_event`, `SeqTracker`, `Roster`, `Backoff`, `LineSplitter`,
-`ChatSession`, the menu helpers); the rest is thin I/O: urllib for the few HTTP calls
+`ChatSession`, `LineEditor`, the menu helpers); the rest is thin I/O: urllib for the few HTTP calls
 (blocking, before trio starts), trio + trio-websocket for the chat, and a thread that reads
 fd 0 for typed lines.
 
@@ -21,7 +21,7 @@ commands, seqs, back-off), `http` (the blocking API calls, chat-URL discovery, m
 """
 
 from .connection import _closed_why as _closed_why  # re-exported for the tests
-from .console import LineSplitter
+from .console import LineEditor, LineSplitter
 from .display import Member, Roster, Viewer, format_event, sanitize
 from .http import ApiError, chat_url_for, open_rooms, pick
 from .program import run_terminal_client
@@ -32,6 +32,7 @@ __all__ = [
     "Backoff",
     "ChatSession",
     "Command",
+    "LineEditor",
     "LineSplitter",
     "Member",
     "Roster",

@@ -56,11 +56,12 @@ class _Wake:
 
 async def _chat(terminal: _Terminal, session: ChatSession, chat_url: str, token: str) -> int:
     wake = _Wake()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read_lines, terminal, session, wake)
-        nursery.start_soon(_on_interrupt, session, wake)
-        code = await _connect_loop(terminal, session, chat_url, token, wake)
-        nursery.cancel_scope.cancel()
+    with terminal.editing():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_read_lines, terminal, session, wake)
+            nursery.start_soon(_on_interrupt, session, wake)
+            code = await _connect_loop(terminal, session, chat_url, token, wake)
+            nursery.cancel_scope.cancel()
     terminal.say(*session.take_output())
     if code == 0:
         terminal.say("* left the room")
@@ -69,7 +70,7 @@ async def _chat(terminal: _Terminal, session: ChatSession, chat_url: str, token:
 
 async def _read_lines(terminal: _Terminal, session: ChatSession, wake: _Wake) -> None:
     while session.exit_code is None:
-        line = await trio.to_thread.run_sync(terminal.stdin.readline, abandon_on_cancel=True)
+        line = await trio.to_thread.run_sync(terminal.read_line, abandon_on_cancel=True)
         if line is None:
             session.end_of_input()
         else:

@@ -46,10 +46,12 @@ def run_terminal_client(server_url: str, username: str | None,
 
 def _run(terminal: _Terminal, server: str, username: str | None,
          chat_url: str | None) -> int:
+    # The server first: nobody should type a password for a server that is not there.
+    health = check_server(server)
     token = sign_in(terminal, server, username, "classroom chat")
     if token is None:
         return 1
-    chat_url = chat_url or find_chat_url(server)
+    chat_url = chat_url or chat_url_for(server, health)
 
     classes = _items(api_call(server, "GET", "/classrooms", token=token), "classrooms")
     if not classes:
@@ -98,6 +100,18 @@ def sign_in(terminal: _Terminal, server: str, username: str | None, program: str
     user = login.get("user", {})
     terminal.say(f"Signed in as {sanitize(str(user.get('display_name', username)))}.")
     return str(login["token"])
+
+
+def check_server(server: str) -> dict[str, Any] | None:
+    """The app server's healthz answer; ApiError (said by the caller, exit 1) when nothing
+    answers there. A server too old to have healthz counts as there (None)."""
+    try:
+        health = api_call(server, "GET", "/healthz")
+    except ApiError as exc:
+        if exc.status == 0:
+            raise
+        return None
+    return health if isinstance(health, dict) else None
 
 
 def find_chat_url(server: str) -> str:

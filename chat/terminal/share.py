@@ -43,7 +43,7 @@ from .connection import (
 from .console import _Quit, _Stdin, _Terminal
 from .display import sanitize
 from .http import ApiError, _items, _normal_server, api_call
-from .program import find_chat_url, sign_in
+from .program import check_server, find_chat_url, sign_in
 from .session import Backoff, _frame
 
 # The protocol's share limits (DESIGN.md: files per share, total share size).
@@ -390,6 +390,7 @@ def run_share(directory: str, server_url: str, room_id: int | None, username: st
         terminal.say(line)
 
     try:
+        check_server(server)  # before the password: is anything there?
         token = sign_in(terminal, server, username, "classroom share")
         if token is None:
             return 1

@@ -29,6 +29,7 @@ from chat.terminal import (
     Backoff,
     ChatSession,
     Command,
+    LineEditor,
     LineSplitter,
     Roster,
     SeqTracker,
@@ -448,6 +449,7 @@ class PtyClient:
         self.process = process
         self.master = master
         self.text = ""
+        self.raw = ""  # as written, carriage returns kept: what `screen()` replays
         self._changed = trio.Event()
         self.closed = trio.Event()
 
@@ -463,7 +465,9 @@ class PtyClient:
                     chunk = b""
                 if not chunk:
                     break
-                self.text += chunk.decode("utf-8", "replace").replace("\r", "")
+                decoded = chunk.decode("utf-8", "replace")
+                self.raw += decoded
+                self.text += decoded.replace("\r", "")
                 self._changed.set()
                 self._changed = trio.Event()
         finally:
@@ -485,6 +489,24 @@ class PtyClient:
 
     async def type(self, data: str) -> None:
         await self.master.send_all(data.encode())
+
+    def screen(self) -> list[str]:
+        """The lines a terminal would show now: a carriage return goes back to the start of
+        the line and later text overwrites what was there (the client blanks with spaces)."""
+        lines: list[list[str]] = [[]]
+        column = 0
+        for char in self.raw:
+            if char == "\r":
+                column = 0
+            elif char == "\n":
+                lines.append([])
+                column = 0
+            else:
+                line = lines[-1]
+                line.extend(" " * (column + 1 - len(line)))
+                line[column] = char
+                column += 1
+        return ["".join(line).rstrip() for line in lines]
 
 
 @asynccontextmanager
@@ -792,3 +814,71 @@ async def instructor_story(db_url: str) -> None:
                 await client.type("\x04")  # Ctrl-D: end of input
                 assert await client.process.wait() == 0
                 assert PASSWORD not in client.text
+
+
+def test_line_editor_keys() -> None:
+    editor = LineEditor("> ")
+    assert editor.feed("helo\x7flo wor") == [] and editor.line() == "> hello wor"
+    assert editor.feed("\x1b[D\x1bOA") == []  # arrow keys do nothing
+    assert editor.feed("\x17world\r") == ["hello world"]
+    assert editor.line() == "> "
+    assert editor.feed("gone\x15kept\n\x04") == ["kept", None]
+    assert editor.feed("x\x04") == [] and editor.line() == "> x"  # Ctrl-D mid-line
+
+
+async def test_no_password_is_asked_for_a_server_that_is_not_there() -> None:
+    with trio.fail_after(E2E_TIMEOUT):
+        with trio.socket.socket() as sock:  # a port nothing listens on
+            await sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        async with pty_client("--server", f"http://127.0.0.1:{port}") as client:
+            await client.expect(f"cannot reach http://127.0.0.1:{port}")
+            assert await client.process.wait() == 1
+            await client.closed.wait()
+            assert "Password" not in client.text and "Username" not in client.text
+
+
+def test_typing_survives_incoming_messages(tmp_path: Path) -> None:
+    run_story(typing_story, "sqlite", tmp_path)
+
+
+async def typing_story(db_url: str) -> None:
+    with trio.fail_after(E2E_TIMEOUT):
+        args = ("--http", "127.0.0.1:0", "--chat", "127.0.0.1:0")
+        async with running_server(db_url, args) as server:
+            assert server.http_url and server.chat_url
+            async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+                grace, _, _, room_id = await start_class(Api(http), server)
+            async with ws_peer(server.chat_url, grace) as teacher, \
+                    pty_client("--server", server.http_url, "--user", "ann",
+                               "--chat", server.chat_url) as client:
+                await teacher.join(room_id)
+                at = await client.expect("Password: ")
+                await client.type(PASSWORD + "\n")
+                await client.expect(r"Class \[1-1, q to quit\]: ", start=at)
+                await client.type("1\n")
+                at = await pick_room(client, at)
+                at = await client.expect("joined the live session as student", start=at)
+                # Half a line typed when a message arrives: the message goes above, the
+                # input line comes back below it, intact.
+                await client.type("half typed")
+                at = await client.expect("half typed", start=at)
+                await teacher.request("message", {"room_id": room_id, "text": "breaking news"})
+                at = await client.expect(r"Grace Hopper: breaking news\n> half typed",
+                                         start=at)
+                screen = client.screen()
+                news = next(i for i, line in enumerate(screen) if "breaking news" in line)
+                assert "half typed" not in screen[news], screen
+                assert screen[-1] == "> half typed", screen
+                # Finishing the line sends it whole, and it shows once: the server's copy.
+                await client.type(" line\n")
+                got = await next_message(teacher)
+                assert got["data"]["text"] == "half typed line"
+                await client.expect(r"Ann Lee: half typed line\n", start=at)
+                screen = client.screen()
+                assert [line for line in screen if "half typed" in line] == [
+                    line for line in screen if line.endswith("Ann Lee: half typed line")], \
+                    screen
+                assert screen[-1] == ">", screen
+                await client.type("\x03")
+                assert await client.process.wait() == 0
