@@ -19,7 +19,19 @@ from typing import Any
 
 import keeper
 import netns
-from topology import CHAT_PORT, DB_ADDRESS, DB_LINK, DB_PORT, HTTP_PORT, Tree, db_url
+from topology import (
+    BUS_ADDRESS,
+    BUS_PORT,
+    CHAT_PORT,
+    DB_ADDRESS,
+    DB_LINK,
+    DB_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+    Tree,
+    bus_url,
+    db_url,
+)
 
 HERE = Path(__file__).resolve().parent
 RUN_DIR = Path(os.environ.get("NETLAB_RUN", "/tmp/netlab-run"))
@@ -108,17 +120,29 @@ class Lab:
                 f"{DB_ADDRESS}:{DB_PORT}", "--to", "127.0.0.1:3306", "--iface", DB_LINK]
         return self._start("forwarder", argv)
 
+    def bus_argv(self, tree: Tree) -> list[str]:
+        """The bus host's own redis-server: its port, its data dir, nothing saved."""
+        data = self.run_dir / "bus"
+        data.mkdir(parents=True, exist_ok=True)
+        redis = shutil.which("redis-server") or "redis-server"
+        return ["ip", "netns", "exec", tree.node("bus").netns, redis, "--port", str(BUS_PORT),
+                "--bind", BUS_ADDRESS, "--dir", str(data), "--save", "", "--appendonly", "no",
+                "--protected-mode", "no"]
+
     def server_argv(self, tree: Tree, name: str) -> list[str]:
         node = tree.node(name)
+        if node.kind == "bus":
+            return self.bus_argv(tree)
         app1, chat1 = tree.node("app1"), tree.node("chat1")
         argv = ["ip", "netns", "exec", node.netns, classroom_command(), "serve",
-                "--db", db_url(), "--site-url", app1.http_url]
+                "--db", db_url(), "--site-url", app1.http_url, "--bus", bus_url()]
         if node.kind == "app":
             argv += ["--no-chat", "--http", f"{node.address}:{HTTP_PORT}",
                      "--chat-url", chat1.chat_url]
         else:
             argv += ["--no-http", "--chat", f"{node.address}:{CHAT_PORT}",
-                     "--chat-url", node.chat_url, "--server-name", name]
+                     "--chat-url", node.chat_url, "--server-name", name,
+                     "--metrics", f"{node.address}:{METRICS_PORT}"]
         return argv
 
     def start_server(self, tree: Tree, name: str) -> int:
@@ -162,6 +186,8 @@ class Lab:
                 urls[name] = f"tcp://{node.address}:{CHAT_PORT}"
             elif node.kind == "db":
                 urls[name] = f"tcp://{node.address}:{DB_PORT}"
+            elif node.kind == "bus":
+                urls[name] = f"tcp://{node.address}:{BUS_PORT}"
         return urls
 
     def wait_healthy(self, tree: Tree, names: list[str], timeout: float = 40.0) -> None:

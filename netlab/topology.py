@@ -1,6 +1,7 @@
 """The tree, as data: every node's name, namespace, switch and address, and every link.
 
     s0 (depth 0) -- db: the forwarder to MariaDB, in the root namespace (10.77.0.1)
+                 -- bus: a redis-server of its own, the message bus (10.77.0.2:6379)
     +-- s1 (depth 1) -- app1 10.77.1.1, chat1 10.77.1.2, clients c1, c3, ... 10.77.1.10x
     +-- s2 (depth 1) -- app2 10.77.2.1, [chat2 10.77.2.2], clients c2, c4, ... 10.77.2.10x
 
@@ -23,6 +24,9 @@ DB_LINK: Final = "netlab-db"  # root-namespace end of the database link
 DB_ADDRESS: Final = "10.77.0.1"
 DB_PORT: Final = 3306
 DB_NAME: Final = "classroom_netlab"
+BUS_ADDRESS: Final = "10.77.0.2"
+BUS_PORT: Final = 6379
+METRICS_PORT: Final = 9101  # each chat server's /metrics and /healthz
 HTTP_PORT: Final = 8000
 CHAT_PORT: Final = 8001
 MAX_CLIENTS: Final = 98
@@ -30,8 +34,8 @@ MAX_CLIENTS: Final = 98
 
 @dataclass(frozen=True)
 class Node:
-    name: str  # s0, app1, chat2, c3, db
-    kind: str  # switch | db | app | chat | client
+    name: str  # s0, app1, chat2, c3, db, bus
+    kind: str  # switch | db | bus | app | chat | client
     parent: str | None  # the switch it hangs from
     address: str | None = None
 
@@ -66,6 +70,7 @@ class Tree:
     @property
     def nodes(self) -> list[Node]:
         nodes = [Node("s0", "switch", None), Node("db", "db", "s0", DB_ADDRESS),
+                 Node("bus", "bus", "s0", BUS_ADDRESS),
                  Node("s1", "switch", "s0"), Node("s2", "switch", "s0"),
                  Node("app1", "app", "s1", "10.77.1.1"), Node("app2", "app", "s2", "10.77.2.1"),
                  Node("chat1", "chat", "s1", "10.77.1.2")]
@@ -102,6 +107,10 @@ class Tree:
                 return child, parent
         known = ", ".join(f"{c}-{p}" for c, p in self.links)
         raise KeyError(f"no link {spec!r}; links: {known}")
+
+
+def bus_url() -> str:
+    return f"redis://{BUS_ADDRESS}:{BUS_PORT}/0?channel=netlab"
 
 
 def db_url(host: str = DB_ADDRESS) -> str:

@@ -30,7 +30,7 @@ import contextlib
 import netns
 import scenario
 from procs import Lab, classroom_command
-from topology import CHAT_PORT, DB_LINK, DB_NAME, DB_PORT, HTTP_PORT, Tree, db_url
+from topology import BUS_PORT, CHAT_PORT, DB_LINK, DB_NAME, DB_PORT, HTTP_PORT, Tree, db_url
 
 MARIADB = ["mariadb", "--protocol=tcp", "-h", "127.0.0.1", "-P", "3306", "-u", "root"]
 
@@ -55,10 +55,10 @@ def up(lab: Lab, clients: int, chats: int) -> int:
     if lab.load() is not None or netns.ours() or netns.root_link_exists():
         say("netlab: something of an earlier tree is still there; run `down` first")
         return 1
-    for tool in ("ip", "nft", "mariadb"):
+    for tool in ("ip", "nft", "mariadb", "redis-server"):
         if not any(Path(d, tool).exists() for d in os.environ.get("PATH", "").split(":")):
             say(f"netlab: `{tool}` is missing (apt-get install -y iproute2 nftables "
-                "mariadb-client)")
+                "mariadb-client redis-server)")
             return 1
     started = time.monotonic()
     state: dict[str, Any] = {"clients": clients, "chats": chats, "started": time.time()}
@@ -72,6 +72,8 @@ def up(lab: Lab, clients: int, chats: int) -> int:
         state["forwarder_pid"] = lab.start_forwarder()
         lab.save(state)
         lab.wait_healthy(tree, ["db"], timeout=10)
+        lab.start_server(tree, "bus")
+        lab.wait_healthy(tree, ["bus"], timeout=10)
         say(f"forwarder {tree.node('db').address}:{DB_PORT} -> 127.0.0.1:3306 is up; "
             "creating the schema")
         netns.run(["ip", "netns", "exec", tree.node("app1").netns, classroom_command(),
@@ -179,7 +181,7 @@ def status(lab: Lab) -> int:
         return 1
     tree = lab.tree()
     procs = lab.processes()
-    names = [n.name for n in tree.nodes if n.kind in ("app", "chat", "db")]
+    names = [n.name for n in tree.nodes if n.kind in ("app", "chat", "db", "bus")]
     urls = lab.health_urls(tree, names)
     health = lab.probe(tree, list(urls.values()))
     say(f"netlab tree: {tree.clients} clients, {tree.chats} chat server(s); "
@@ -190,7 +192,8 @@ def status(lab: Lab) -> int:
         node = tree.node(node_name)
         if node.kind == "switch":
             return f"{node.name} (bridge, depth {node.depth}) [{node.netns}]"
-        port = {"app": HTTP_PORT, "chat": CHAT_PORT, "db": DB_PORT}.get(node.kind)
+        port = {"app": HTTP_PORT, "chat": CHAT_PORT, "db": DB_PORT,
+                "bus": BUS_PORT}.get(node.kind)
         text = f"{node.name:6} {node.address}" + (f":{port}" if port else "")
         proc = procs.get("forwarder" if node.kind == "db" else node.name)
         if proc:
@@ -230,7 +233,7 @@ def status(lab: Lab) -> int:
 
 def fault(lab: Lab, args: argparse.Namespace) -> int:
     tree = lab.tree()
-    servers = [n.name for n in tree.servers]
+    servers = [n.name for n in tree.servers] + ["bus"]
     if getattr(args, "name", None) is not None and args.name not in servers:
         raise SystemExit(f"netlab: no server {args.name} in this tree ({', '.join(servers)})")
     if args.action == "drop":
@@ -277,10 +280,10 @@ def main() -> int:
     drop.add_argument("link", help="e.g. s1-s0, app1-s1 or just app1 (its uplink)")
     drop.add_argument("percent", type=int)
     kill = actions.add_parser("kill", help="kill a server process")
-    kill.add_argument("name", choices=("app1", "app2", "chat1", "chat2"))
+    kill.add_argument("name", choices=("app1", "app2", "chat1", "chat2", "bus"))
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "INT"))
     start = actions.add_parser("start", help="start a stopped server process")
-    start.add_argument("name", choices=("app1", "app2", "chat1", "chat2"))
+    start.add_argument("name", choices=("app1", "app2", "chat1", "chat2", "bus"))
     actions.add_parser("clear", help="remove all drops, start stopped servers")
     args = parser.parse_args()
     if os.geteuid() != 0:
