@@ -75,7 +75,7 @@ class Relay:
             if not missed:
                 break
             for event in missed:
-                live.deliver_event(event)
+                await live.deliver_event(event)
                 live.last_seq = event.seq
             metrics.EVENTS_DELIVERED.labels("database").inc(len(missed))
 
@@ -96,7 +96,7 @@ class Relay:
                     return
                 if event.seq <= live.last_seq:
                     return
-                live.deliver_event(event)
+                await live.deliver_event(event)
                 live.last_seq = event.seq
                 metrics.EVENTS_DELIVERED.labels("bus").inc()
         if event.event == "room/closed":
