@@ -42,6 +42,8 @@ from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, O
 from .relay import SYNC_INTERVAL
 from .sessions import CHECK_INTERVAL, SessionWatch
 
+# One INFO line per WebSocket connection when it ends; `classroom serve --quiet` mutes it.
+access = logging.getLogger("chat.access")
 log = logging.getLogger("chat.server")
 
 WS_PATH: Final = "/ws"
@@ -231,6 +233,7 @@ class ChatServer:
     async def _serve(self, request: WebSocketRequest, outbox: Outbox, user: User,
                      token: str) -> None:
         ws = await request.accept()
+        started = trio.current_time()
         client = Client(user=user, outbox=outbox)
         self._clients.add(client)
         self._session_watch.watch(client, token)
@@ -252,6 +255,8 @@ class ChatServer:
                 # the closing handshake above needs trio-websocket's reader task.
                 self._clients.discard(client)
                 self._session_watch.forget(client)
+                access.info("WS %s 101 %.1fs user=%s close=%s", request.path,
+                            trio.current_time() - started, user.id, client.close_code)
                 if self._shutdown.is_set() and not self._clients:
                     self._all_gone.set()
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 import trio
@@ -61,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    serve.add_argument("-q", "--quiet", action="store_true",
+                       help="no access log (the INFO line per HTTP request and per WebSocket"
+                            " connection)")
 
     init = commands.add_parser("init-db", help="create or upgrade the schema (idempotent)")
     _db_option(init)
@@ -91,12 +95,20 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
                              f" (default {DEFAULT_DB}; env CLASSROOM_DB)")
 
 
+# One INFO line per HTTP request (web/site.py) and per WebSocket connection (chat/server.py).
+ACCESS_LOGGERS: Final = ("web.access", "chat.access")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "quiet", False):
+        # By name: the access loggers live in web/ and chat/, which this module may not import.
+        for name in ACCESS_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     if args.command == "chat":
         from chat.terminal import run_terminal_client  # start-up code may import chat/
 

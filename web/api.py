@@ -30,7 +30,7 @@ from classroom.views import attendance_view, event_view, room_view
 from protocol import Handler, Request, Response, Router
 from protocol.addresses import address_key
 
-from . import serialize
+from . import openapi, serialize
 from .auth import Sessions, Visitor
 from .inputs import json_object, json_tags, json_text, query_int
 from .render import json_response, with_security
@@ -66,8 +66,14 @@ class Api:
         self._chat_url = chat_url
 
     def mount(self, router: Router) -> None:
-        routes: list[tuple[str, str, ApiHandler]] = [
+        for method, pattern, handler in self.routes():
+            router.add(method, API_ROOT + pattern, self._serve(handler))
+
+    def routes(self) -> list[tuple[str, str, ApiHandler]]:
+        """(method, pattern under /api/v1, handler): each is described in web/openapi.py."""
+        return [
             ("GET", "/healthz", self.healthz),
+            ("GET", "/openapi.json", self.openapi),
             ("POST", "/signup", self.signup),
             ("POST", "/login", self.login),
             ("POST", "/logout", self.logout),
@@ -101,8 +107,6 @@ class Api:
             ("GET", "/rooms/{id:int}", self.room),
             ("GET", "/rooms/{id:int}/messages", self.messages),
         ]
-        for method, pattern, handler in routes:
-            router.add(method, API_ROOT + pattern, self._serve(handler))
 
     def _serve(self, handler: ApiHandler) -> Handler:
         async def serve(request: Request) -> Response:
@@ -155,6 +159,9 @@ class Api:
         # bus: "off" (none), "up", or "down" (servers read the database meanwhile).
         return json_response({"status": "ok", "database": await self._services.health(),
                               "chat_url": self._chat_url, "bus": self._services.bus.state})
+
+    async def openapi(self, call: Call) -> Response:
+        return json_response(openapi.document())
 
     async def signup(self, call: Call) -> Response:
         data = call.payload()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import re
 import secrets
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_FIELD",
+    "REQUEST_USER",
     "SESSION_COOKIE",
     "Sessions",
     "Visitor",
@@ -39,6 +41,9 @@ __all__ = [
     "safe_next",
 ]
 
+# Who the current request turned out to be (None: nobody signed in), for the access log.
+REQUEST_USER: Final[contextvars.ContextVar[int | None]] = contextvars.ContextVar(
+    "request_user", default=None)
 CSRF_COOKIE: Final = "classroom_csrf"
 CSRF_FIELD: Final = "csrf"
 COOKIE_MAX_AGE: Final = int(SESSION_LIFETIME.total_seconds())
@@ -120,6 +125,8 @@ class Sessions:
     async def visitor(self, request: Request) -> Visitor:
         token = session_token(request)
         user = await self._accounts.user_for_token(token) if token else None
+        # For the request's access-log line (web/site.py); the token itself is never logged.
+        REQUEST_USER.set(user.id if user else None)
         return Visitor(user=user, token=token if user else None)
 
     def signed_in(self, response: Response, token: str) -> Response:

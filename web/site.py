@@ -6,6 +6,7 @@ server hands every error, whoever raised it, to the one `error_page`.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import time
 from typing import Final
@@ -17,11 +18,15 @@ from protocol import HTTPError, Request, Response, Router, StaticFiles
 
 from . import errors
 from .api import Api
-from .auth import Sessions
+from .auth import REQUEST_USER, Sessions
 from .pages import Pages
 from .room_pages import RoomPages
 
-__all__ = ["STATIC_ROOT", "Site"]
+__all__ = ["ACCESS_LOG", "STATIC_ROOT", "Site"]
+
+# One INFO line per request; `classroom serve --quiet` turns it off.
+ACCESS_LOG: Final = "web.access"
+access = logging.getLogger(ACCESS_LOG)
 
 STATIC_ROOT: Final = pathlib.Path(__file__).with_name("static")
 
@@ -49,6 +54,7 @@ class Site:
     async def handler(self, request: Request) -> Response:
         started = time.perf_counter()
         status = 500
+        REQUEST_USER.set(None)  # keep-alive: the previous request's user is not this one's
         try:
             response = await self._router(request)
             status = response.status
@@ -61,8 +67,12 @@ class Site:
             status = error.status
             raise
         finally:
+            elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(str(status)).inc()
-            metrics.HTTP_SECONDS.observe(time.perf_counter() - started)
+            metrics.HTTP_SECONDS.observe(elapsed)
+            # The path without its query (no codes or ids of other things in the log).
+            access.info("%s %s %d %.1fms user=%s", request.method, request.path, status,
+                        elapsed * 1000, REQUEST_USER.get() or "-")
 
     def error_page(self, request: Request | None, error: HTTPError) -> Response:
         return errors.error_page(request, error)
