@@ -57,9 +57,12 @@ class Crossing:
             self._forget_server(name)
 
     async def bus_message(self, message: BusMessage) -> None:
-        if message.kind == "hb" and not message.body.get("chat"):
-            return  # an app server's heartbeat
-        self._heard(message)
+        if message.kind == "hb":
+            if message.body.get("chat"):  # app servers beat too, and host nobody
+                self._heard(message)
+            return
+        if message.origin in self._servers:
+            self._heard(message)
         try:
             await self._handle(message)
         except (KeyError, TypeError, ValueError) as exc:

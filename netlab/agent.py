@@ -14,6 +14,15 @@ It reads one JSON command per line on stdin and writes one JSON answer per line 
   {"id", "op": "drain", "upto", "timeout"}  -> {"id", "received": [[seq, text, ms, conn]], ...}
       waits until the room's seq `upto` arrived (or the timeout), then reports every public
       message frame in arrival order, duplicates included.
+  {"id", "op": "request", "event", "data", "timeout"}  -> {"id", "answer": frame | null}
+      any other event on the live connection (the instructor's `room/kill`, a kicked
+      student's next message), with the server's answer (ack or error).
+  {"id", "op": "presence"}  -> {"id", "online": {user_id: bool}, "ever": [...], "killed"}
+      the last presence seen of each user, who was ever seen online, and whether this user
+      got `room/kill`.
+  {"id", "op": "text", "url"}  -> {"id", "status", "text"}  (a /metrics page)
+  Every op but http and text may carry "user": one agent runs several simulated users, each
+  with its own connection (default: the agent's name).
   {"op": "quit"}
 It exits when stdin closes or after --max-seconds. `probe URL...` checks HTTP healthz and TCP
 ports once and prints JSON (used by `up` and `status`).
@@ -42,7 +51,7 @@ ACK_TIMEOUT = 30.0  # the server answers every event within 20 s (ack or `unavai
 SILENCE_PING = 5.0  # ping a connection quiet this long
 SILENCE_DEAD = 15.0  # and drop it when quiet this long
 CONNECT_TIMEOUT = 5.0
-RELAY_WAIT = 2.5  # chat servers relay each other's events every 2 s
+RELAY_WAIT = 2.5  # without a bus, chat servers relay each other's events every 2 s
 # After `unavailable` (or no answer) the server's shielded store may still commit, later:
 # look this long for the message before sending it again. Every try carries the message's own
 # id, so a resend of a message that was stored after all is not stored twice (the scenario's
@@ -91,6 +100,9 @@ class Chat:
         self.errors: list[str] = []
         self.other_seq_events = 0
         self.joined_at = 0.0  # monotonic time of this connection's join answer
+        self.online: dict[int, bool] = {}  # last presence seen per user
+        self.ever_online: set[int] = set()
+        self.killed = threading.Event()  # room/kill: the instructor removed us
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def note(self, text: str) -> None:
@@ -166,6 +178,20 @@ class Chat:
     def _handle(self, frame: dict[str, Any], url: str) -> None:
         event, ref, data = frame.get("event"), frame.get("ref"), frame.get("data") or {}
         seq = frame.get("seq")
+        if event == "presence":
+            uid = int(data.get("user_id", 0))
+            self.online[uid] = bool(data.get("online"))
+            if self.online[uid]:
+                self.ever_online.add(uid)
+            return
+        if event == "room/kill":
+            self.killed.set()
+            return
+        if event == "room/join" and ref is not None and ref == self.join_ref:
+            for member in data.get("members", []):
+                if member.get("online"):
+                    self.ever_online.add(int(member["id"]))
+                    self.online[int(member["id"])] = True
         if ref is not None and ref == self.join_ref:
             if event == "error":
                 raise Closed(f"join refused: {data}")
@@ -206,6 +232,24 @@ class Chat:
     def _ref(self) -> int:
         self.next_ref += 1
         return self.next_ref
+
+    def request(self, event: str, data: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send one event on the live connection; the server's answer (ack or error)."""
+        with self.lock:
+            ws = self.ws
+            ref = self._ref()
+            slot: list[dict[str, Any]] = []
+            done = threading.Event()
+            self.pending[ref] = (done, slot)
+        if ws is None:
+            return None
+        try:
+            ws.send_json(event, data, ref=ref)
+        except Closed:
+            return None
+        if not done.wait(timeout):
+            return None
+        return slot[0]
 
     # -- sending ------------------------------------------------------------------------
 
@@ -305,12 +349,13 @@ def serve(name: str, max_seconds: float) -> None:
     timer = threading.Timer(max_seconds, lambda: os._exit(3))
     timer.daemon = True
     timer.start()
-    chat: Chat | None = None
+    chats: dict[str, Chat] = {}
 
     def run(command: dict[str, Any]) -> None:
-        nonlocal chat
         cid = command.get("id")
         op = command.get("op")
+        user = str(command.get("user") or name)
+        chat = chats.get(user)
         try:
             if op == "http":
                 started = time.monotonic()
@@ -324,9 +369,21 @@ def serve(name: str, max_seconds: float) -> None:
                     return
                 emit({"id": cid, "status": status, "body": body,
                       "ms": (time.monotonic() - started) * 1000})
+            elif op == "text":
+                status, text = http_text(command["url"])
+                emit({"id": cid, "status": status, "text": text})
+            elif op == "request":
+                assert chat is not None
+                emit({"id": cid, "answer": chat.request(
+                    command["event"], command["data"], float(command.get("timeout", 10)))})
+            elif op == "presence":
+                assert chat is not None
+                emit({"id": cid, "online": {str(k): v for k, v in chat.online.items()},
+                      "ever": sorted(chat.ever_online), "killed": chat.killed.is_set()})
             elif op == "chat":
-                chat = Chat(name, command["urls"], command["token"], int(command["room_id"]),
-                            command["role"])
+                chat = chats[user] = Chat(user, command["urls"], command["token"],
+                                          int(command["room_id"]),
+                                          command["role"])
                 chat.thread.start()
                 ok = chat.first_join.wait(float(command.get("timeout", 20)))
                 emit({"id": cid, "joined": chat.joins[0]["server"] if ok else None,
@@ -353,11 +410,31 @@ def serve(name: str, max_seconds: float) -> None:
             if command.get("op") == "quit":
                 break
             threading.Thread(target=run, args=(command,), daemon=True).start()
-        if chat is not None:
+        for chat in chats.values():
             chat.stop.set()
+        for chat in chats.values():
             chat.thread.join(3)
     finally:
         os._exit(0)
+
+
+def http_text(url: str) -> tuple[int, str]:
+    """GET a text page (a server's /metrics) inside the tree."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    check_in_tree(host)
+    try:
+        with socket.create_connection((host, parts.port or 80), timeout=5) as sock:
+            sock.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {host}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError as exc:
+        return 0, repr(exc)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return status, body.decode("utf-8", "replace")
 
 
 def probe(urls: list[str]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import queue
@@ -31,7 +32,7 @@ from typing import Any
 
 import netns
 from procs import Lab
-from topology import Node, Tree
+from topology import METRICS_PORT, Node, Tree
 
 HERE = Path(__file__).resolve().parent
 HTTP_TIMEOUT = 30.0  # an API call's limit (the servers answer 503 after their own ~20 s)
@@ -42,6 +43,12 @@ class ScenarioError(RuntimeError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=None,
+                        help="simulated users, spread over the client hosts (default: one per"
+                             " host); each has its own connection")
+    parser.add_argument("--check-kick", action="store_true",
+                        help="after the run: presence of a student on the other chat server,"
+                             " then the instructor kicks them and their next event is refused")
     parser.add_argument("--messages", type=int, default=None,
                         help="public messages per client (default 30; 60 with faults)")
     parser.add_argument("--interval", type=float, default=None,
@@ -131,6 +138,45 @@ class Agent:
             self.proc.kill()
             self.proc.wait(5)
         self.log.close()
+
+
+class SimUser:
+    """One simulated user: its own chat connection inside its host's agent."""
+
+    def __init__(self, agent: Agent, name: str) -> None:
+        self.agent = agent
+        self.name = name
+        self.user_id = 0
+
+    def call(self, op: str, wait: float, **fields: Any) -> dict[str, Any]:
+        return self.agent.call(op, wait, user=self.name, **fields)
+
+
+def simulated_users(agents: list[Agent], count: int) -> list[SimUser]:
+    if count <= len(agents):
+        return [SimUser(a, a.name) for a in agents[:count]]
+    return [SimUser(agents[i % len(agents)], f"{agents[i % len(agents)].name}u{i // len(agents)}")
+            for i in range(count)]
+
+
+class Progress:
+    """A line every few seconds while the clients send: how many are done."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def one(self) -> None:
+        with self.lock:
+            self.done += 1
+
+    def _run(self) -> None:
+        while not self.stop.wait(3.0):
+            print(f"  ... {self.what}: {self.done}/{self.total} clients done, "
+                  f"{time.monotonic() - self.started:.0f} s", flush=True)
 
 
 # -- the API, through the agents ----------------------------------------------------------
@@ -266,9 +312,10 @@ def run(lab: Lab, args: argparse.Namespace) -> int:
     clients = tree.of_kind("client")
     api = Api(tree.of_kind("app"))
     agents = [Agent(lab, node, args.timeout + 60) for node in clients]
+    users = simulated_users(agents, args.clients or len(agents))
     plan = FaultPlan(lab, tree, args) if args.with_faults else None
     try:
-        result = _run(lab, tree, args, api, agents, plan, messages, interval, deadline)
+        result = _run(lab, tree, args, api, users, plan, messages, interval, deadline)
     except ScenarioError as exc:
         print()
         _http_table(api)
@@ -293,7 +340,7 @@ def run(lab: Lab, args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
-def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[Agent],
+def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[SimUser],
          plan: FaultPlan | None, messages: int, interval: float, deadline: float
          ) -> dict[str, Any]:
     chats = tree.of_kind("chat")
@@ -303,10 +350,12 @@ def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[
     started = time.monotonic()
 
     # Accounts: sign up on one app server, log in on the other.
-    def account(agent: Agent) -> str:
+    def account(agent: SimUser) -> str:
         username = f"{agent.name}{tag}"
-        api.call(agent, "POST", "/signup", {"username": username, "password": password,
-                                            "display_name": f"{agent.name} {tag}"})
+        signed = api.call(agent, "POST", "/signup", {
+            "username": username, "password": password,
+            "display_name": f"{agent.name} {tag}"})
+        agent.user_id = int(signed["user"]["id"])
         token: str = api.call(agent, "POST", "/login",
                               {"username": username, "password": password})["token"]
         return token
@@ -321,7 +370,7 @@ def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[
                  {"title": f"post {n}", "body": "read me", "tags": ["netlab", f"p{n}"]},
                  tokens[teacher.name])
 
-    def enrol(agent: Agent) -> int:
+    def enrol(agent: SimUser) -> int:
         api.call(agent, "POST", "/classrooms/join", {"code": code}, tokens[agent.name])
         posts = api.call(agent, "GET", f"/classrooms/{class_id}/posts", None,
                          tokens[agent.name])["posts"]
@@ -340,7 +389,7 @@ def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[
     # Everyone into the room, spread over the chat servers.
     primary: dict[str, str] = {}
 
-    def connect(item: tuple[int, Agent]) -> str | None:
+    def connect(item: tuple[int, SimUser]) -> str | None:
         i, agent = item
         order = chats[i % len(chats):] + chats[:i % len(chats)]
         primary[agent.name] = order[0].name
@@ -352,17 +401,34 @@ def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[
             raise ScenarioError(f"{agent.name} could not join: {answer.get('errors')}")
         return joined
 
-    each(list(enumerate(agents)), connect)
+    joined = dict(zip([a.name for a in agents], each(list(enumerate(agents)), connect),
+                      strict=True))
+    spread = Counter(primary.values())
     print(f"{len(agents)} clients in room {room_id}: " + ", ".join(
-        f"{a.name}->{primary[a.name]}" for a in agents))
+        f"{server} {count}" for server, count in sorted(spread.items())))
+
+    kick: list[str] | None = None
+    if args.check_kick:
+        # Before the faults move anyone: the student leaves the run once removed.
+        kick, removed = _kick(agents, joined, room_id)
+        agents = [a for a in agents if a is not removed]
 
     # Everyone sends; faults (if any) run meanwhile.
     send_started = time.monotonic()
     if plan is not None:
         plan.begin()
     left = max(10.0, deadline - time.monotonic() - 30)
-    sends = each(agents, lambda a: a.call("send", left + 15, count=messages,
-                                          interval=interval, timeout=left))
+    progress = Progress(len(agents), "sending")
+
+    def send(a: SimUser) -> dict[str, Any]:
+        answer = a.call("send", left + 15, count=messages, interval=interval, timeout=left)
+        progress.one()
+        return answer
+
+    try:
+        sends = each(agents, send)
+    finally:
+        progress.stop.set()
     send_s = time.monotonic() - send_started
     if plan is not None:
         plan.thread.join(max(1.0, deadline - time.monotonic()))
@@ -379,12 +445,94 @@ def _run(lab: Lab, tree: Tree, args: argparse.Namespace, api: Api, agents: list[
             break
         after = page["next_after"]
     upto = max((s for s, _ in stored), default=0)
-    reports = each(agents, lambda a: a.call("drain", 60, upto=upto, timeout=12))
-    return _check(tree, api, agents, primary, sends, reports, stored, messages, room_id,
-                  send_s, plan)
+    reports = each(agents, lambda a: a.call("drain", 90, upto=upto, timeout=30))
+    result = _check(tree, api, agents, primary, sends, reports, stored, messages, room_id,
+                    send_s, plan)
+    if kick is not None:
+        result["kick"] = kick or "ok"
+        if kick:
+            result["ok"] = False
+            result["problems"] += kick
+    result["servers"] = _server_load(tree, agents[0])
+    return result
 
 
-def _check(tree: Tree, api: Api, agents: list[Agent], primary: dict[str, str],
+def _kick(users: list[SimUser], now: dict[str, str | None], room_id: int
+          ) -> tuple[list[str], SimUser | None]:
+    """Across chat servers: the instructor saw a student on the other server online; the
+    instructor kicks them; the student gets room/kill and their next event is refused; the
+    instructor sees them go offline. Returns the problems and the student removed."""
+    teacher = users[0]
+    others = [u for u in users[1:] if now[u.name] and now[u.name] != now[teacher.name]]
+    if not others:
+        return [f"--check-kick: no student on another chat server than "
+                f"{now[teacher.name]}"], None
+    student = others[-1]
+    problems = []
+    deadline = time.monotonic() + 10
+    while (student.user_id not in teacher.call("presence", 20)["ever"]
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    seen = teacher.call("presence", 20)
+    if student.user_id not in seen["ever"]:
+        problems.append(f"{teacher.name} ({now[teacher.name]}) never saw {student.name} "
+                        f"({now[student.name]}) online")
+    kicked = time.monotonic()
+    answer = teacher.call("request", 20, event="room/kill",
+                          data={"room_id": room_id, "user_id": student.user_id})["answer"]
+    if not answer or answer.get("event") != "ack":
+        return [*problems, f"room/kill refused: {answer}"], student
+    while not student.call("presence", 20)["killed"] and time.monotonic() - kicked < 10:
+        time.sleep(0.05)
+    took = time.monotonic() - kicked
+    after = student.call("request", 20, event="message",
+                         data={"room_id": room_id, "text": "still here?"})["answer"]
+    if not after or after.get("event") != "error":
+        problems.append(f"{student.name}'s event after the kick was not refused: {after}")
+    while teacher.call("presence", 20)["online"].get(str(student.user_id)) is not False:
+        if time.monotonic() - kicked > 10:
+            problems.append(f"{teacher.name} still sees {student.name} online")
+            break
+        time.sleep(0.05)
+    print(f"kick across servers: {teacher.name} on {now[teacher.name]} removed "
+          f"{student.name} on {now[student.name]}: room/kill after {took * 1000:.0f} ms, "
+          f"next event {after and after.get('data', {}).get('code')}"
+          + (f"; PROBLEMS: {problems}" if problems else "; presence before and after ok"))
+    return problems, student
+
+
+def _server_load(tree: Tree, via: SimUser) -> dict[str, Any]:
+    """Each server's own count of what it did, from its /metrics."""
+    wanted = ("classroom_ws_connections", "classroom_events_stored_total",
+              "classroom_events_delivered_total", "classroom_bus_fallbacks_total",
+              "classroom_relay_gap_fills_total", "classroom_http_requests_total",
+              "classroom_db_statement_seconds_count", "classroom_bus_lag_seconds_count",
+              "classroom_bus_lag_seconds_sum")
+    load: dict[str, Any] = {}
+    for node in tree.servers:
+        url = (f"{node.http_url}/metrics" if node.kind == "app"
+               else f"http://{node.address}:{METRICS_PORT}/metrics")
+        page = via.agent.call("text", 20, url=url)
+        values: dict[str, float] = {}
+        for line in page["text"].splitlines():
+            name, _, value = line.rpartition(" ")
+            base = name.split("{")[0]
+            if base in wanted:
+                label = name[len(base):]
+                with contextlib.suppress(ValueError):
+                    values[base + label] = values.get(base + label, 0.0) + float(value)
+        load[node.name] = values
+    print("per server (from /metrics):")
+    for name, values in load.items():
+        shown = ", ".join(f"{k.removeprefix('classroom_')}={v:g}" for k, v in values.items()
+                          if not k.endswith("_sum"))
+        lag_n = values.get("classroom_bus_lag_seconds_count", 0)
+        lag = (values.get("classroom_bus_lag_seconds_sum", 0) / lag_n * 1000) if lag_n else 0
+        print(f"  {name:6} {shown}" + (f", mean bus lag {lag:.1f} ms" if lag_n else ""))
+    return load
+
+
+def _check(tree: Tree, api: Api, agents: list[SimUser], primary: dict[str, str],
            sends: list[dict[str, Any]], reports: list[dict[str, Any]],
            stored: list[tuple[int, str]], messages: int, room_id: int, send_s: float,
            plan: FaultPlan | None) -> dict[str, Any]:
