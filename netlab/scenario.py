@@ -57,9 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--with-faults", action="store_true",
                         help="mid-run: drop frames on --fault-link, kill and restart chat1")
     parser.add_argument("--fault-link", default="s1-s0")
-    parser.add_argument("--fault-percent", type=int, default=20)
+    parser.add_argument("--fault-percent", "--loss", type=int, default=20,
+                        help="frames dropped on --fault-link (100: a partition)")
+    parser.add_argument("--partition", action="store_true",
+                        help="cut --fault-link off completely (same as --loss 100)")
     parser.add_argument("--fault-seconds", type=float, default=4.0)
-    parser.add_argument("--kill", default="chat1", help="the server killed and restarted")
+    parser.add_argument("--kill", default="chat1",
+                        choices=("chat1", "chat2", "app1", "app2", "bus", "db"),
+                        help="the process killed and restarted: a chat or app server, the"
+                             " bus (its redis-server) or db (the database's forwarder: every"
+                             " connection to MariaDB drops, as in a database restart)")
     parser.add_argument("--down-seconds", type=float, default=2.0,
                         help="how long the killed server stays down")
     parser.add_argument("--timeout", type=float, default=240.0,
@@ -257,8 +264,22 @@ class FaultPlan:
         self.started = time.monotonic()
         self.thread.start()
 
+    @property
+    def process(self) -> str:
+        return "forwarder" if self.args.kill == "db" else self.args.kill
+
+    def restart(self) -> int:
+        if self.args.kill == "db":
+            pid = self.lab.start_forwarder()
+        else:
+            pid = self.lab.start_server(self.tree, self.args.kill)
+        self.lab.wait_healthy(self.tree, [self.args.kill], timeout=30)
+        return pid
+
     def _run(self) -> None:
         args, link = self.args, self.link
+        if args.partition:
+            args.fault_percent = 100
         try:
             if self.stop.wait(1.0):
                 return
@@ -271,13 +292,14 @@ class FaultPlan:
             self.note(f"drop removed ({'; '.join(report) or 'no counters'})")
             if self.stop.wait(1.0):
                 return
-            self.lab.kill(args.kill, signal.SIGKILL)
+            self.lab.kill(self.process, signal.SIGKILL)
+            killed = time.monotonic()
             self.note(f"{args.kill} killed (SIGKILL)")
             if self.stop.wait(args.down_seconds):
                 return
-            pid = self.lab.start_server(self.tree, args.kill)
-            self.lab.wait_healthy(self.tree, [args.kill], timeout=30)
-            self.note(f"{args.kill} restarted (pid {pid}) and listening")
+            pid = self.restart()
+            self.note(f"{args.kill} restarted (pid {pid}) and listening, "
+                      f"{time.monotonic() - killed:.1f} s after the kill")
         except BaseException as exc:
             self.error = exc
             self.note(f"fault plan failed: {exc!r}")
@@ -288,9 +310,8 @@ class FaultPlan:
         self.thread.join(40)
         netns.clear_faults()
         procs = self.lab.processes()
-        if procs.get(self.args.kill, {}).get("alive") is False:
-            self.lab.start_server(self.tree, self.args.kill)
-            self.lab.wait_healthy(self.tree, [self.args.kill])
+        if procs.get(self.process, {}).get("alive") is False:
+            self.restart()
             self.note(f"{self.args.kill} started again while cleaning up")
 
 
