@@ -387,7 +387,7 @@ class Pages(PageGroup):
             live_room=live_room,
             can_manage=may(role, Action.MANAGE_CLASS),
             can_leave=may(role, Action.LEAVE_CLASS),
-            invite=self._invite_link(visit, classroom.join_code),
+            invite=self._invite_link(classroom.join_code),
             values={"title": visit.field("title"), "body": visit.field("body"),
                     "tags": visit.field("tags")},
         )
@@ -396,11 +396,11 @@ class Pages(PageGroup):
         return self._page(visit, "stream.html", **context)
 
     @staticmethod
-    def _invite_link(visit: Visit, code: str) -> str:
-        """The link that opens the join form with the code filled in."""
-        host = visit.request.header("host") or ""
-        query = urllib.parse.urlencode({"code": code})
-        return f"http://{host}/classrooms/join?{query}" if host else f"/classrooms/join?{query}"
+    def _invite_link(code: str) -> str:
+        """The link that opens the join form with the code filled in. Relative: the
+        browser makes it absolute with the scheme and host the page was reached by (a proxy
+        in front included) when someone copies it."""
+        return f"/classrooms/join?{urllib.parse.urlencode({'code': code})}"
 
     # -- editing posts and comments -------------------------------------------------------
 
