@@ -179,6 +179,12 @@ class Dispatcher:
             # The bus is down, so kicks on other servers do not reach this one: ask.
             live.banned.add(client.user.id)
             raise Forbidden(REMOVED)
+        if (access.role == Role.STUDENT and await self._services.classes.role_of(
+                client.user, live.room.classroom_id) is None):
+            # Removed from the class (or left it) since joining: no more writing here. The
+            # role is cached per process and dropped on every server within a second.
+            await self._hub.detach(live.id, client)
+            raise NotFound("you are no longer a member of this class")
         if spec.heavy:
             data = await trio.to_thread.run_sync(spec.clean, envelope.data)
         else:

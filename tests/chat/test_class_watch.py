@@ -41,3 +41,21 @@ async def test_watchers_hear_a_session_start_and_end(db_url: str) -> None:
                     elsewhere = await a.next("class/live")
                 assert elsewhere["data"]["room"]["id"] == other.id
                 assert not e.seen("class/live")
+
+
+async def test_a_removed_student_cannot_write_in_a_room_joined_before(db_url: str) -> None:
+    with trio.fail_after(20):
+        async with chat_world(db_url) as world:
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            rid = lesson.room.id
+            async with world.joined(rid, teacher, ann) as (t, a):
+                await a.request("message", {"room_id": rid, "text": "still here"})
+                await world.services.classes.remove_student(teacher.user,
+                                                            lesson.classroom.id, ann.id)
+                assert await a.refused("message", {"room_id": rid, "text": "and now?"}) == \
+                    "not_found"
+                await t.request("message", {"room_id": rid, "text": "after"})
+                await a.sync()  # everything queued for her before this has been read
+                assert "after" not in a.texts()  # she left the room too
+                assert await a.refused("room/join", {"room_id": rid}) == "not_found"
