@@ -160,6 +160,20 @@ def faults(tree: Tree) -> list[str]:
     return [f"{text}; {packets} frames dropped)" for text, packets in lines]
 
 
+DELAY_TABLE = "netlab_delay"
+DELAY_OFFSET = 10000  # the delaying relay of port P listens on P + DELAY_OFFSET
+
+
+def redirect_to_delayer(netns: str, ports: list[int]) -> None:
+    """Send the host's incoming TCP connections to `ports` through its delaying relays."""
+    script = [f"add table ip {DELAY_TABLE}",
+              f"add chain ip {DELAY_TABLE} pre {{ type nat hook prerouting priority -100; }}"]
+    script += [f"add rule ip {DELAY_TABLE} pre tcp dport {port} counter "
+               f"redirect to :{port + DELAY_OFFSET}" for port in ports]
+    run(["ip", "netns", "exec", netns, "nft", "-f", "-"], stdin="\n".join(script) + "\n")
+
+
 def clear_faults() -> None:
     for netns in ours():
         in_ns(netns, "nft", "delete", "table", "bridge", FAULT_TABLE, check=False)
+        in_ns(netns, "nft", "delete", "table", "ip", DELAY_TABLE, check=False)

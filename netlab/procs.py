@@ -133,6 +133,8 @@ class Lab:
         node = tree.node(name)
         if node.kind == "bus":
             return self.bus_argv(tree)
+        if name.startswith("delay-"):
+            raise ValueError(f"{name} is started by `fault delay`")
         app1, chat1 = tree.node("app1"), tree.node("chat1")
         argv = ["ip", "netns", "exec", node.netns, classroom_command(), "serve",
                 "--db", db_url(), "--site-url", app1.http_url, "--bus", bus_url()]
@@ -144,6 +146,26 @@ class Lab:
                      "--chat-url", node.chat_url, "--server-name", name,
                      "--metrics", f"{node.address}:{METRICS_PORT}"]
         return argv
+
+    def delay(self, tree: Tree, name: str, ms: float) -> str:
+        """Added delay on the way into a server: a delaying relay in its namespace and a
+        redirect of its incoming TCP connections (new ones: established connections keep
+        their path) through it."""
+        node = tree.node(name)
+        port = {"app": HTTP_PORT, "chat": CHAT_PORT, "bus": BUS_PORT}[node.kind]
+        relay = port + netns.DELAY_OFFSET
+        self._start(f"delay-{name}", [
+            "ip", "netns", "exec", node.netns, sys.executable, str(HERE / "delayer.py"),
+            "--listen", f"{node.address}:{relay}", "--to", f"{node.address}:{port}",
+            "--ms", str(ms)])
+        time.sleep(0.5)
+        netns.redirect_to_delayer(node.netns, [port])
+        return f"{ms:g} ms each way on new connections to {name}:{port}"
+
+    def undelay(self) -> None:
+        for name, proc in self.processes().items():
+            if name.startswith("delay-") and proc["alive"]:
+                self.kill(name, signal.SIGTERM)
 
     def start_server(self, tree: Tree, name: str) -> int:
         return self._start(name, self.server_argv(tree, name))

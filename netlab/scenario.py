@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " connection to MariaDB drops, as in a database restart)")
     parser.add_argument("--down-seconds", type=float, default=2.0,
                         help="how long the killed server stays down")
+    parser.add_argument("--delay", metavar="NAME:MS",
+                        help="for the whole run, MS of added delay on connections into NAME"
+                             " (chat1, chat2, app1, app2), through a delaying relay")
     parser.add_argument("--timeout", type=float, default=240.0,
                         help="the whole scenario's time limit")
 
@@ -335,6 +338,9 @@ def run(lab: Lab, args: argparse.Namespace) -> int:
     agents = [Agent(lab, node, args.timeout + 60) for node in clients]
     users = simulated_users(agents, args.clients or len(agents))
     plan = FaultPlan(lab, tree, args) if args.with_faults else None
+    if args.delay:
+        name, _, ms = args.delay.partition(":")
+        print(f"delay: {lab.delay(tree, name, float(ms))}")
     try:
         result = _run(lab, tree, args, api, users, plan, messages, interval, deadline)
     except ScenarioError as exc:
@@ -349,6 +355,9 @@ def run(lab: Lab, args: argparse.Namespace) -> int:
         try:
             if plan is not None:
                 plan.finish()
+            if args.delay:
+                netns.clear_faults()
+                lab.undelay()
         finally:
             for agent in agents:
                 agent.close()
@@ -572,6 +581,8 @@ def _check(tree: Tree, api: Api, agents: list[SimUser], primary: dict[str, str],
 
     rows = []
     all_latency: list[float] = []
+    # Per path: sender and receiver first joined the same chat server, or two different ones.
+    by_path: dict[str, list[float]] = {"same server": [], "cross server": []}
     for agent, sent, report in zip(agents, sends, reports, strict=True):
         got = [r[0] for r in report["received"]]
         counts = Counter(got)
@@ -583,6 +594,11 @@ def _check(tree: Tree, api: Api, agents: list[SimUser], primary: dict[str, str],
                       if r[0] in text_of and r[1] != text_of[r[0]]]
         latency = [r[2] for r in report["received"] if r[2] >= 0]
         all_latency += latency
+        for r in report["received"]:
+            sender = str(r[1]).partition("#")[0]
+            if r[2] >= 0 and sender in primary:
+                same = primary[sender] == primary[agent.name]
+                by_path["same server" if same else "cross server"].append(r[2])
         servers = [j["server"] for j in report["joins"]]
         resumed = len(report["joins"]) - 1
         for what, bad in (("missing", missing), ("duplicate", dups), ("unknown", extra),
@@ -624,6 +640,9 @@ def _check(tree: Tree, api: Api, agents: list[SimUser], primary: dict[str, str],
           f"{sum(r['received'] for r in rows):6} {sum(r['missing'] for r in rows):7} "
           f"{sum(r['dup'] for r in rows):4} {'':>5} {sum(r['resumes'] for r in rows):7} "
           f"{percentile(all_latency, 50):8.1f} {percentile(all_latency, 99):8.1f}")
+    for path, values in by_path.items():
+        print(f"  {path}: {len(values)} deliveries, p50 {percentile(values, 50):.1f} ms, "
+              f"p99 {percentile(values, 99):.1f} ms")
     if plan is not None:
         print("faults:")
         for line in plan.timeline:
@@ -647,7 +666,9 @@ def _check(tree: Tree, api: Api, agents: list[SimUser], primary: dict[str, str],
         "clients": tree.clients, "chats": tree.chats}, "http": api.summary(),
         "clients": rows, "stored": len(stored), "messages_per_client": messages,
         "latency_ms": {"p50": percentile(all_latency, 50),
-                       "p99": percentile(all_latency, 99)}}
+                       "p99": percentile(all_latency, 99),
+                       **{path: {"p50": percentile(v, 50), "p99": percentile(v, 99)}
+                          for path, v in by_path.items()}}}
 
 
 def _http_table(api: Api) -> None:

@@ -246,6 +246,8 @@ def fault(lab: Lab, args: argparse.Namespace) -> int:
         sig = signal.Signals[f"SIG{args.signal}"]
         sent = lab.kill(args.name, sig)
         say(f"{args.name}: {'sent ' + sig.name if sent else 'was not running'}")
+    elif args.action == "delay":
+        say(f"delay: {lab.delay(tree, args.name, args.ms)}")
     elif args.action == "start":
         pid = lab.start_server(tree, args.name)
         lab.wait_healthy(tree, [args.name])
@@ -253,7 +255,9 @@ def fault(lab: Lab, args: argparse.Namespace) -> int:
     elif args.action == "clear":
         netns.clear_faults()
         procs = lab.processes()
-        restarted = [n for n, p in procs.items() if not p["alive"] and n != "forwarder"]
+        lab.undelay()
+        restarted = [n for n, p in procs.items() if not p["alive"] and n != "forwarder"
+                     and not n.startswith("delay-")]
         for name in restarted:
             lab.start_server(tree, name)
         if restarted:
@@ -282,6 +286,10 @@ def main() -> int:
     kill = actions.add_parser("kill", help="kill a server process")
     kill.add_argument("name", choices=("app1", "app2", "chat1", "chat2", "bus"))
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "INT"))
+    delay = actions.add_parser("delay", help="add MS of delay on new connections into a server"
+                                             " (a delaying relay: no netem here)")
+    delay.add_argument("name", choices=("app1", "app2", "chat1", "chat2", "bus"))
+    delay.add_argument("ms", type=float)
     start = actions.add_parser("start", help="start a stopped server process")
     start.add_argument("name", choices=("app1", "app2", "chat1", "chat2", "bus"))
     actions.add_parser("clear", help="remove all drops, start stopped servers")
