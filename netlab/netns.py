@@ -124,14 +124,16 @@ def drop(tree: Tree, link: tuple[str, str], percent: int) -> str:
         script.append(f"add table bridge {FAULT_TABLE}")
     elif f"chain {chain} " in have.stdout:
         script.append(f"delete chain bridge {FAULT_TABLE} {chain}")
+    # nft's numgen compares with 0..99 only: 100 % (a partition) is "<= 99".
+    test = f"< {percent}" if percent < 100 else "<= 99"
     if percent > 0:
         script += [
             f"add chain bridge {FAULT_TABLE} {chain} "
             f"{{ type filter hook forward priority 0; policy accept; }}",
             f"add rule bridge {FAULT_TABLE} {chain} iifname \"{port}\" "
-            f"numgen random mod 100 < {percent} counter drop",
+            f"numgen random mod 100 {test} counter drop",
             f"add rule bridge {FAULT_TABLE} {chain} oifname \"{port}\" "
-            f"numgen random mod 100 < {percent} counter drop",
+            f"numgen random mod 100 {test} counter drop",
         ]
     run(["ip", "netns", "exec", netns, "nft", "-f", "-"], stdin="\n".join(script) + "\n")
     return f"{netns} port {port}"
@@ -151,7 +153,8 @@ def faults(tree: Tree) -> list[str]:
             if line.startswith("chain drop_"):
                 chain = line.split()[1][len("drop_"):]
             elif "numgen" in line:
-                percent = line.split("<")[1].split()[0]
+                percent = ("100" if "<= 99" in line
+                           else line.split("<")[1].split()[0])
                 packets = int(line.split("packets")[1].split()[0]) if "packets" in line else 0
                 if "iifname" in line:
                     lines.append([f"drop {percent}% on {chain}-{name} (in {netns}", packets])
