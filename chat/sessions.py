@@ -1,8 +1,8 @@
 """Ending live connections whose sign-in ended: logout (page or API), expiry, a password
-change. The chat server is told nothing by the process that signed the user out (there is no
-message bus), so every open connection's sign-in is checked against the database, all of them
-in one query, every CHECK_INTERVAL seconds; a logout in this same process asks for a check at
-once. A connection whose sign-in ended is closed with CLOSE_SIGNED_OUT and the reason.
+change. Every open connection's sign-in is checked against the database, all of them in one
+query, every CHECK_INTERVAL seconds (expiry is noticed only this way); a logout in this same
+process, or one announced on the bus (chat/crossing.py), asks for a check at once. A
+connection whose sign-in ended is closed with CLOSE_SIGNED_OUT and the reason.
 
 A database outage ends nobody: the check is skipped and tried again next time.
 """

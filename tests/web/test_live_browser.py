@@ -194,3 +194,28 @@ async def test_live_js_chats_resumes_and_stops(live_web: WebWorld, tmp_path: Pat
         async with live_web.api(ada_token) as ada_api:
             ended = (await ada_api.get(f"/sessions/{room['id']}")).json()["room"]
             assert ended["open"] is False
+
+
+async def test_live_js_stops_when_signed_out(live_web: WebWorld, tmp_path: Path) -> None:
+    """Logging out elsewhere closes the page's connection (4401): the page says so and does
+    not keep reconnecting with a dead sign-in."""
+    with trio.fail_after(60):
+        ada_token = await api_user(live_web, "ada", "Ada L")
+        async with live_web.api(ada_token) as ada_api:
+            classroom = (await ada_api.post("/classrooms", json={"name": "Net"})).json()
+            cid = classroom["classroom"]["id"]
+            await ada_api.post(f"/classrooms/{cid}/sessions", json={})
+        run = trio.to_thread.run_sync
+        with chromium(tmp_path, "ada") as ada:
+            await run(open_live, ada, live_web.base_url, ada_token, f"/classrooms/{cid}/live")
+            async with live_web.api(ada_token) as ada_api:
+                assert (await ada_api.post("/logout", json={})).status_code == 204
+
+            def signed_out() -> None:
+                wait(ada, lambda d: "signed out" in text_of(d, "status"), "#status signed out")
+                assert "sign in again" in text_of(ada, "status")
+
+            await run(signed_out)
+            await trio.sleep(2)  # past the first reconnect delay: none happens
+            log = await run(ada.execute_script, "return window.statusLog")
+            assert not any("reconnecting" in text for text in log), log

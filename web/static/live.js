@@ -164,11 +164,16 @@
         hooks.forEach((hook) => hook(frame));
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (conn.ws !== ws) return;
       conn.ws = null;
       conn.handlers.closed();
       hooks.forEach((hook) => hook({ event: "connection/closed", data: {} }));
+      // 4401: this sign-in ended (logout, expiry, a password change): retrying cannot help.
+      if (event.code === 4401) {
+        stop((event.reason || "signed out") + ": sign in again");
+        return;
+      }
       retryLater();
     };
   }
