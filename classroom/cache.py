@@ -55,6 +55,9 @@ START_LOOKBACK_IDS: Final = 1000
 MAX_SESSIONS: Final = 20_000
 MAX_CLASSES: Final = 1000
 MAX_ENTRIES_PER_CLASS: Final = 200
+# Members' roles are kept apart from the class's other values: a class's members outnumber
+# the rest, and sharing one bound would evict the class's pages in turn.
+MAX_ROLES_PER_CLASS: Final = 5000
 
 MISSING: Final[Any] = object()
 T = TypeVar("T")
@@ -67,6 +70,7 @@ class Cache:
         self._sessions: dict[str, tuple[User, datetime]] = {}
         self._user_sessions: dict[int, set[str]] = {}
         self._classes: dict[int, dict[Hashable, Any]] = {}
+        self._roles: dict[int, dict[int, str]] = {}
         self._loading: dict[tuple[int, Hashable], trio.Event] = {}
         self._following = False
         self._polled = trio.Event()
@@ -109,6 +113,23 @@ class Cache:
             self._forget_session(oldest)
         self._sessions[token_hash] = (user, expires_at)
         self._user_sessions.setdefault(user.id, set()).add(token_hash)
+
+    def role(self, classroom_id: int, user_id: int) -> str | None:
+        """A member's role kept for the class, or None (not kept, or not a member)."""
+        roles = self._roles.get(classroom_id) if self.fresh() else None
+        return None if roles is None else roles.get(user_id)
+
+    def keep_role(self, stamp: int, classroom_id: int, user_id: int, role: str) -> None:
+        if stamp != self._stamp or not self.fresh():
+            return
+        roles = self._roles.get(classroom_id)
+        if roles is None:
+            if len(self._roles) >= MAX_CLASSES:
+                del self._roles[next(iter(self._roles))]
+            roles = self._roles[classroom_id] = {}
+        elif len(roles) >= MAX_ROLES_PER_CLASS:
+            del roles[next(iter(roles))]
+        roles[user_id] = role
 
     def class_value(self, classroom_id: int, key: Hashable) -> Any:
         """What was kept under `key` for the class, or MISSING."""
@@ -166,6 +187,7 @@ class Cache:
                 self._sessions.pop(token_hash, None)
         elif scope == CHANGE_CLASSROOM:
             self._classes.pop(key_id, None)
+            self._roles.pop(key_id, None)
         else:
             self._clear()
 
@@ -182,6 +204,7 @@ class Cache:
         self._sessions.clear()
         self._user_sessions.clear()
         self._classes.clear()
+        self._roles.clear()
 
     async def follow(self, *, log_reader: Storage | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -30,15 +30,14 @@ class Classes:
 
     @translate_storage_errors
     async def role_of(self, user: User, classroom_id: int) -> Role | None:
-        key = ("role", user.id)
-        cached = self._cache.class_value(classroom_id, key)
-        if cached is not MISSING:
+        cached = self._cache.role(classroom_id, user.id)
+        if cached is not None:
             return Role(cached)
         stamp = self._cache.stamp()
         role = await self._storage.get_role(classroom_id, user.id)
         if not role:
             return None  # non-members are not kept (cache.py)
-        self._cache.keep_class_value(stamp, classroom_id, key, role)
+        self._cache.keep_role(stamp, classroom_id, user.id, role)
         return Role(role)
 
     @translate_storage_errors
