@@ -8,7 +8,9 @@ machine (other work on it included) and the ratios between them mean something:
   page (HTML, session cookie), a class of 20 posts on a throwaway MariaDB database
   (`--db` for another; SQLite too), one student per client;
 - `bare-ws`: a plain trio-websocket `send_message` loop, the fan-out ceiling;
-- our fan-out: one live room, the instructor sending, every member receiving.
+- our fan-out: one live room, the instructor sending, every member receiving;
+- `idle-ws`: N idle members in one room (`--idle`): memory per connection, and how long a
+  message still takes to reach a member (benchmarks/idle_connections.py).
 
 HTTP load comes from wrk when it is installed (Debian: `apt-get install wrk`), else from
 benchmarks/loadgen.py: closed-loop keep-alive clients on raw sockets in their own processes.
@@ -39,7 +41,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from benchmarks import fanout, http_load, loadgen
+from benchmarks import fanout, http_load, idle_connections, loadgen
 from benchmarks.common import cpu_seconds, percentile, report, server_process
 
 WARMUP: Final = 1.0
@@ -251,6 +253,26 @@ class Suite:
               f"p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  lost {row['errors']}",
               flush=True)
 
+    def idle(self) -> None:
+        wanted = self.args.idle
+        print(f"Idle: {wanted:,} WebSocket clients joined to one room", flush=True)
+        limit = idle_connections.raise_fd_limit()
+        if wanted + idle_connections.FD_MARGIN > limit:
+            wanted = limit - idle_connections.FD_MARGIN
+            print(f"  (the open-file limit {limit} allows {wanted:,})", flush=True)
+        with self.database() as db_url, server_process(db_url, "--no-http") as urls:
+            measured = trio.run(idle_connections.run_steps, urls["chat"], db_url,
+                                [0, wanted], urls["pid"])[-1]
+        row = {"path": "idle-ws", "clients": measured["connections"], "req_per_s": None,
+               "x_bare": None, "p50_ms": measured["message_ms"], "p99_ms": None,
+               "max_ms": None, "errors": wanted - measured["connections"],
+               "server_cpu_ms": None, **{f"idle_{k}": v for k, v in measured.items()}}
+        self.rows.append(row)
+        print(f"  idle-ws          {measured['connections']:,} connections  "
+              f"{measured['rss_mib']:.0f} MiB RSS  {measured['kib_per_connection']:.1f} KiB "
+              f"each  a message reaches a member in {measured['message_ms']:.1f} ms  "
+              f"(connecting and joining took {measured['connect_s']} s)", flush=True)
+
     @contextmanager
     def database(self) -> Iterator[str]:
         if self.args.db:
@@ -274,7 +296,9 @@ def main() -> None:
     # The instructor's live events are rate-limited (classroom/ratelimit.py: a burst of 60);
     # more messages than that would measure the limiter, not the fan-out.
     parser.add_argument("--messages", type=int, default=60)
-    parser.add_argument("--only", choices=["http", "fanout"])
+    parser.add_argument("--idle", type=int, default=1000,
+                        help="idle WebSocket clients held in one room (default 1000)")
+    parser.add_argument("--only", choices=["http", "fanout", "idle"])
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
                         help="auto: wrk when installed, else benchmarks/loadgen.py")
     parser.add_argument("--load-processes", type=int, default=2,
@@ -283,7 +307,7 @@ def main() -> None:
     parser.add_argument("--mysql-server", default=http_load.MYSQL_SERVER)
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.members, args.messages = 4.0, 300, 50
+        args.seconds, args.members, args.messages, args.idle = 4.0, 300, 50, 300
     suite = Suite(args)
     started = time.monotonic()
     print(f"load generator: {'wrk' if suite.wrk else 'benchmarks/loadgen.py'}; "
@@ -292,6 +316,8 @@ def main() -> None:
         suite.http()
     if args.only in (None, "fanout"):
         suite.fanout()
+    if args.only in (None, "idle"):
+        suite.idle()
     print(f"\n({time.monotonic() - started:.0f} s; x_bare: HTTP rows against bare-h11 at the "
           "same clients, fan-out rows against bare-ws)")
     report("suite", ["path", "clients", "req_per_s", "x_bare", "p50_ms", "p99_ms", "errors",
