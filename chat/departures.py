@@ -21,12 +21,13 @@ class Departures:
     def __init__(self, services: Services) -> None:
         self._services = services
         # (room, user, when) the database was down for, oldest first.
-        self._unrecorded: list[tuple[Room, User, datetime]] = []
+        self._unrecorded: list[tuple[Room, User, datetime, str]] = []
 
-    async def record(self, room: Room, user: User) -> None:
-        """Close `user`'s attendance in `room` now, or later if the database is down.
-        Shielded: a departure is recorded even when the connection is being cancelled."""
-        departure = (room, user, self._services.clock())
+    async def record(self, room: Room, user: User, server: str) -> None:
+        """Close `user`'s attendance in `room` (one connection, held by `server`) now, or
+        later if the database is down. Shielded: a departure is recorded even when the
+        connection is being cancelled."""
+        departure = (room, user, self._services.clock(), server)
         with trio.CancelScope(shield=True):
             try:
                 await self._services.rooms.departed(*departure)

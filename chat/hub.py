@@ -26,6 +26,7 @@ from .client import Client, Joined
 from .crossing import Crossing
 from .departures import Departures
 from .fanout import FanOut, LiveRoom, frame_of
+from .lease import Lease
 from .relay import SYNC_INTERVAL, Relay
 from .watch import ClassWatch
 
@@ -43,6 +44,7 @@ class RoomHub:
         self.relay = Relay(services)
         self.fanout = FanOut(services, self.relay)
         self.departures = Departures(services)
+        self.lease = Lease(services)
         self.watch = ClassWatch(services)
         # The bus listener: presence, kicks, new rooms and ended sign-ins from other servers.
         self.crossing = Crossing(services, self)
@@ -108,7 +110,8 @@ class RoomHub:
             break
         try:
             # Recorded before the answer, so whoever sees the join also sees the attendance.
-            await self._services.rooms.arrived(live.room, user)
+            await self.lease.ready.wait()
+            await self._services.rooms.arrived(live.room, user, self.server_name)
             client.send_json("room/join", await self._join_answer(live, access, client),
                              ref=ref)
             if first_connection:
@@ -182,7 +185,7 @@ class RoomHub:
                 self._presence(live, user, online=False)
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
-        await self.departures.record(live.room, user)
+        await self.departures.record(live.room, user, self.server_name)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
         """The user's first connection to the room here arrived, or the last one left."""
@@ -257,6 +260,7 @@ class RoomHub:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: self.relay.follow(self, interval=interval))
             nursery.start_soon(lambda: self.departures.retry(interval=interval))
+            nursery.start_soon(self.lease.keep, self.server_name)
             if self.relay.bus_wanted:
                 nursery.start_soon(self.crossing.watch_servers)
 

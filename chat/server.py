@@ -150,6 +150,7 @@ class ChatServer:
             bound = listeners[0].socket.getsockname()[1]
             if not self._server_name_given:
                 self._hub.server_name = f"{host}:{bound}"
+            connections.start_soon(self._hub.lease.start, self._hub.server_name)
             connections.start_soon(lambda: self._hub.follow_database(
                 interval=self._relay_interval))
             connections.start_soon(self._hub.watch.follow)

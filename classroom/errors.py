@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import ClassVar, ParamSpec, TypeVar
 
-from storage import DuplicateKey, StorageError, StorageUnavailable
+from storage import Contention, DuplicateKey, StorageError, StorageUnavailable
+
+log = logging.getLogger("classroom.errors")
 
 
 class ClassroomError(Exception):
@@ -60,6 +63,14 @@ class Unavailable(ClassroomError):
     code = "unavailable"
 
 
+class Internal(ClassroomError):
+    """A bug (the database refused a statement as malformed): logged where it is raised;
+    the client learns only that it failed."""
+
+    status = 500
+    code = "internal"
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -79,8 +90,11 @@ def translate_storage_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Await
                               retry_after=RETRY_AFTER_OUTAGE) from exc
         except DuplicateKey as exc:
             raise Conflict("that already exists") from exc
+        except Contention as exc:
+            # Retried once already (storage.store._retried): the rows are that busy.
+            raise Unavailable("the database is busy; try again", retry_after=1) from exc
         except StorageError as exc:
-            raise Unavailable("the database refused the request",
-                              retry_after=RETRY_AFTER_OUTAGE) from exc
+            log.exception("%s: the database refused a statement", fn.__qualname__)
+            raise Internal("the server failed to handle this request") from exc
 
     return wrapper

@@ -8,7 +8,7 @@ readable (history, attendance) but take no new events.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import attrs
@@ -29,6 +29,9 @@ LIVE: Final = "live"
 DISCUSSION: Final = "discussion"
 ROOM_KINDS: Final = (LIVE, DISCUSSION)
 HISTORY_PAGE: Final = 500
+# Seconds a chat server's connections count without it renewing its lease (it renews every
+# LEASE / 3): after a crash, attendance ends at the last renewal, at most this long ago.
+LEASE: Final = 30.0
 
 
 @attrs.frozen
@@ -257,15 +260,34 @@ class Rooms:
         return await self._storage.is_banned(room_id, user_id)
 
     @translate_storage_errors
-    async def arrived(self, room: Room, user: User) -> None:
+    async def arrived(self, room: Room, user: User, server: str = "") -> None:
+        """One connection of the user, held by chat server `server`, joined the room."""
         if room.kind == LIVE and room.is_open:
-            await self._storage.attendance_join(room.id, user.id, self._now())
+            await self._storage.attendance_join(room.id, user.id, self._now(), server=server)
 
     @translate_storage_errors
-    async def departed(self, room: Room, user: User, at: datetime | None = None) -> None:
+    async def departed(self, room: Room, user: User, at: datetime | None = None,
+                       server: str = "") -> None:
         """One connection of the user left the room (`at`: when, if not now)."""
         if room.kind == LIVE:
-            await self._storage.attendance_leave(room.id, user.id, at or self._now())
+            await self._storage.attendance_leave(room.id, user.id, at or self._now(),
+                                                 server=server)
+
+    @translate_storage_errors
+    async def hold_lease(self, server: str) -> None:
+        """Chat server `server` is alive: its connections count for LEASE more seconds."""
+        now = self._now()
+        await self._storage.renew_lease(server, now, now + timedelta(seconds=LEASE))
+
+    @translate_storage_errors
+    async def end_connections_of(self, server: str) -> int:
+        """Attendance of everyone `server` held ends as of its last lease renewal: it died
+        (or is starting again under the same name). Returns how many records ended."""
+        return await self._storage.clear_server(server, self._now())
+
+    @translate_storage_errors
+    async def lapsed_servers(self) -> list[str]:
+        return await self._storage.lapsed_servers(self._now())
 
     @translate_storage_errors
     async def attendance(self, user: User, room_id: int) -> tuple[Room, list[Attendance]]:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import attrs
 
 from .database import Database
-from .errors import DuplicateKey, StorageError, StorageUnavailable
+from .errors import Contention, DuplicateKey, StorageError, StorageUnavailable
 from .migrations import SCHEMA_VERSION
 from .mysql import MySQLDatabase, MySQLParams
 from .records import (
@@ -35,6 +35,7 @@ __all__ = [
     "Attendance",
     "Classroom",
     "Comment",
+    "Contention",
     "DuplicateKey",
     "Member",
     "Membership",

@@ -3,16 +3,25 @@
 Pool rules:
 - at most `size` connections exist; a caller waits up to ACQUIRE_TIMEOUT for one;
 - a connection goes back to the pool only after a statement finished cleanly: one that raised,
-  timed out or was cancelled mid-protocol is closed, because its wire state is unknown;
+  timed out or was cancelled mid-protocol is closed, because its wire state is unknown; so is
+  one whose COMMIT or ROLLBACK failed (it may still be inside its transaction);
+- an idle connection is checked before reuse: one the server closed (restart, KILL, idle
+  timeout) has its end of file waiting on the socket and is dropped without a round trip; one
+  idle longer than IDLE_PING_AFTER is pinged. So the first write after the server dropped its
+  connections goes to a live one;
 - when the server went away (restart, network), every idle connection is dropped too, and the
   next caller connects afresh: that is the whole of "reconnect";
 - a read that failed on a pooled connection is retried once on a new one (a stale socket after
-  a server restart is the usual cause); a write is never retried, since it may have happened.
+  a server restart is the usual cause); a write is never retried, since it may have happened;
+- errors are told apart by errno: a deadlock or lock wait timeout is `Contention` (the work
+  was rolled back: an autocommit statement is retried here once, a transaction by `Storage`),
+  a statement the server refused is a plain `StorageError` (a bug: HTTP 500, logged), and
+  only a lost or refused connection is `StorageUnavailable` (503, pool dropped).
 """
 
 from __future__ import annotations
 
-import contextlib
+import select
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,7 +36,7 @@ import trio_mysql.cursors
 import trio_mysql.err
 
 from .database import QUERY_TIMEOUT, Database, Dialect, Executor, Params, Row, Written
-from .errors import DuplicateKey, StorageError, StorageUnavailable
+from .errors import Contention, DuplicateKey, StorageError, StorageUnavailable
 from .stats import timed
 
 MYSQL_DIALECT: Final = Dialect(
@@ -37,6 +46,16 @@ DEFAULT_POOL_SIZE: Final = 10
 ACQUIRE_TIMEOUT: Final = 10.0
 CONNECT_TIMEOUT: Final = 5
 ER_DUP_ENTRY: Final = 1062
+ER_LOCK_WAIT_TIMEOUT: Final = 1205
+ER_LOCK_DEADLOCK: Final = 1213
+# Server errors that mean the server or the way to it is unavailable, not that the statement
+# is wrong: too many connections, shutdown, network errors, killed, read-only, timeouts.
+_OUTAGE_ERRNOS: Final = frozenset({
+    1040, 1044, 1045, 1049, 1053, 1152, 1153, 1158, 1159, 1160, 1161, 1203, 1226, 1290,
+    1317, 1836, 1927, 1969, 3024,
+})
+# An idle connection older than this is pinged before reuse (one round trip).
+IDLE_PING_AFTER: Final = 30.0
 
 
 @attrs.frozen
@@ -70,12 +89,24 @@ class MySQLParams:
         )
 
 
+def _errno(exc: BaseException) -> int | None:
+    if isinstance(exc, trio_mysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
 def _translate(exc: BaseException) -> StorageError:
-    if isinstance(exc, trio_mysql.err.IntegrityError) and exc.args and exc.args[0] == ER_DUP_ENTRY:
-        return DuplicateKey(str(exc.args[1] if len(exc.args) > 1 else exc))
-    if isinstance(exc, trio_mysql.err.IntegrityError | trio_mysql.err.ProgrammingError
-                  | trio_mysql.err.DataError | trio_mysql.err.NotSupportedError):
-        return StorageError(str(exc))
+    code = _errno(exc)
+    message = str(exc.args[1] if isinstance(exc, trio_mysql.err.MySQLError)
+                  and len(exc.args) > 1 else exc)
+    if code == ER_DUP_ENTRY:
+        return DuplicateKey(message)
+    if code in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT):
+        return Contention(f"MySQL error {code}: {message}")
+    # 1000-1999 are the server's answers about a statement; 2000 and up are the client's own
+    # (connection lost, server gone); 0 is a protocol or socket failure.
+    if code is not None and 1000 <= code < 2000 and code not in _OUTAGE_ERRNOS:
+        return StorageError(f"MySQL error {code}: {message}")
     return StorageUnavailable(f"database unavailable: {exc}")
 
 
@@ -105,6 +136,8 @@ class _Connection(Executor):
     def __init__(self, conn: Any, stream: trio.SocketStream) -> None:
         self.conn = conn
         self._stream = stream
+        self.closed = False
+        self.idle_since = 0.0
 
     def close(self) -> None:
         """Close the socket now, without the QUIT message.
@@ -116,7 +149,26 @@ class _Connection(Executor):
         transaction and its row locks, alive until garbage collection."""
         self.conn._sock = None
         self.conn._closed = True
+        self.closed = True
         self._stream.socket.close()
+
+    async def check(self) -> bool:
+        """Whether this idle connection still works. Nothing may arrive on an idle
+        connection: a readable socket means the server closed it (or said why it did)."""
+        try:
+            readable, _, _ = select.select([self._stream.socket.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if readable:
+            return False
+        if trio.current_time() - self.idle_since < IDLE_PING_AFTER:
+            return True
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                await self.conn.ping(reconnect=False)
+        except _CONNECTION_ERRORS:
+            return False
+        return True
 
     async def execute(self, sql: str, params: Params = ()) -> Written:
         try:
@@ -196,7 +248,7 @@ class MySQLDatabase(Database):
         try:
             if fresh:
                 self._drop_idle()
-            connection = self._idle.pop() if self._idle else await self._connect()
+            connection = await self._reusable() or await self._connect()
             try:
                 yield connection
             except StorageError as exc:
@@ -204,17 +256,36 @@ class MySQLDatabase(Database):
                     self._drop_idle()
                     connection.close()
                 else:
-                    self._idle.append(connection)  # the statement failed, the wire is fine
+                    self._give_back(connection)  # the statement failed, the wire is fine
                 raise
             except BaseException:
                 connection.close()
                 raise
             else:
-                self._idle.append(connection)
+                self._give_back(connection)
         finally:
             self._slots.release()
 
+    async def _reusable(self) -> _Connection | None:
+        """An idle connection that still works; dead ones are closed on the way."""
+        while self._idle:
+            connection = self._idle.pop()
+            if await connection.check():
+                return connection
+            connection.close()
+        return None
+
+    def _give_back(self, connection: _Connection) -> None:
+        if not connection.closed:  # closed: its COMMIT or ROLLBACK failed
+            connection.idle_since = trio.current_time()
+            self._idle.append(connection)
+
     async def execute(self, sql: str, params: Params = ()) -> Written:
+        try:
+            async with self._lease() as connection:
+                return await connection.execute(sql, params)
+        except Contention:
+            pass  # rolled back by the server: running it again is safe
         async with self._lease() as connection:
             return await connection.execute(sql, params)
 
@@ -234,13 +305,21 @@ class MySQLDatabase(Database):
             try:
                 yield connection
             except BaseException:
-                # A failed rollback needs no handling: the server rolls back when the
-                # connection, now unusable, is closed.
-                with trio.CancelScope(shield=True), trio.move_on_after(QUERY_TIMEOUT), \
-                        contextlib.suppress(StorageError):
-                    await connection.execute("ROLLBACK")
+                await self._end(connection, "ROLLBACK", raising=False)
                 raise
-            await connection.execute("COMMIT")
+            await self._end(connection, "COMMIT", raising=True)
+
+    async def _end(self, connection: _Connection, statement: str, *, raising: bool) -> None:
+        """COMMIT or ROLLBACK, shielded: a caller cancelled now must not leave the outcome
+        unknown. When it fails the connection is closed, never pooled: it may still be
+        inside the transaction (the server rolls back a closed connection's work)."""
+        with trio.CancelScope(shield=True):
+            try:
+                await connection.execute(statement)
+            except StorageError:
+                connection.close()
+                if raising:
+                    raise
 
     async def run_script(self, statements: Sequence[str]) -> None:
         async with self._lease() as connection:

@@ -195,3 +195,23 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     KEY idempotency_created (created_at),
     CONSTRAINT idempotency_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Chat servers' leases and the live connections each holds, so that the connections of a
+-- server that died (kill -9, power cut) are ended as of its last renewal: by itself when it
+-- starts again, or by any other chat server once the lease ran out.
+CREATE TABLE IF NOT EXISTS chat_servers (
+    name VARCHAR(255) NOT NULL PRIMARY KEY,
+    renewed_at DATETIME(6) NOT NULL,
+    lease_until DATETIME(6) NOT NULL,
+    KEY chat_servers_lease (lease_until)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS open_connections (
+    room_id BIGINT NOT NULL,
+    user_id BIGINT NOT NULL,
+    server VARCHAR(255) NOT NULL,
+    connections INT NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, user_id, server),
+    KEY open_connections_server (server),
+    CONSTRAINT open_connections_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

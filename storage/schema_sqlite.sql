@@ -187,3 +187,20 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     CONSTRAINT idempotency_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency_keys (created_at);
+
+CREATE TABLE IF NOT EXISTS chat_servers (
+    name VARCHAR(255) NOT NULL PRIMARY KEY,
+    renewed_at DATETIME NOT NULL,
+    lease_until DATETIME NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_servers_lease ON chat_servers (lease_until);
+
+CREATE TABLE IF NOT EXISTS open_connections (
+    room_id BIGINT NOT NULL,
+    user_id BIGINT NOT NULL,
+    server VARCHAR(255) NOT NULL,
+    connections INT NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, user_id, server),
+    CONSTRAINT open_connections_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS open_connections_server ON open_connections (server);

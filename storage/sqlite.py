@@ -3,13 +3,21 @@
 SQLite allows one writer at a time, so one connection behind a lock loses nothing and keeps
 transactions simple: a transaction holds the lock from BEGIN IMMEDIATE to COMMIT. Each call
 runs in `trio.to_thread` so the event loop never waits on the disk.
+
+Cancellation: SQLite's own busy wait (another process holds the write lock) cannot be
+interrupted, so the connection has none (timeout 0): a busy statement is retried here, with
+trio sleeps in between, for up to BUSY_TIMEOUT_MS, and a cancelled caller leaves at once. A
+statement running when its caller is cancelled is interrupted (`Connection.interrupt`), and
+the lock is released only once its thread has finished. The shared connection is never left
+inside a transaction: when COMMIT or ROLLBACK fails, it is rolled back or else reopened.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Final, TypeVar
 
@@ -45,6 +53,11 @@ def _translate(exc: sqlite3.Error) -> StorageError:
     if isinstance(exc, sqlite3.OperationalError):
         return StorageUnavailable(str(exc))
     return StorageError(str(exc))
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock: trying again later may work."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _placeholders(sql: str) -> str:
@@ -92,7 +105,7 @@ class SQLiteDatabase(Database):
                 detect_types=sqlite3.PARSE_DECLTYPES,
                 check_same_thread=False,
                 isolation_level=None,  # autocommit; transactions are explicit BEGIN/COMMIT
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=0,  # busy: retried by _call, where a cancelled caller can leave
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -109,11 +122,39 @@ class SQLiteDatabase(Database):
         conn = self._conn
         if conn is None:
             raise StorageUnavailable("the database is closed")
+        deadline = trio.current_time() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.001
+        while True:
+            try:
+                with timed():
+                    return await self._in_thread(conn, fn, sql, params)
+            except sqlite3.Error as exc:
+                if not _busy(exc) or trio.current_time() >= deadline:
+                    raise _translate(exc) from exc
+            await trio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    @staticmethod
+    async def _in_thread(conn: sqlite3.Connection,
+                         fn: Callable[[sqlite3.Connection, str, Params], T], sql: str,
+                         params: Params) -> T:
+        finished = threading.Event()
+
+        def run() -> T:
+            try:
+                return fn(conn, sql, params)
+            finally:
+                finished.set()
+
         try:
-            with timed():
-                return await trio.to_thread.run_sync(fn, conn, sql, params)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+        except trio.Cancelled:
+            # Stop the statement, and keep the connection (and our lock) until its thread
+            # is done with it: the next caller must not share it with a running statement.
+            conn.interrupt()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(finished.wait)
+            raise
 
     async def execute(self, sql: str, params: Params = ()) -> Written:
         async with self._lock:
@@ -130,11 +171,32 @@ class SQLiteDatabase(Database):
             try:
                 yield self._bound
             except BaseException:
-                with trio.CancelScope(shield=True):
-                    await self._bound.execute("ROLLBACK")
+                await self._end("ROLLBACK", raising=False)
                 raise
-            with trio.CancelScope(shield=True):
-                await self._bound.execute("COMMIT")
+            await self._end("COMMIT", raising=True)
+
+    async def _end(self, statement: str, *, raising: bool) -> None:
+        """COMMIT or ROLLBACK, shielded (a cancelled caller must not leave the outcome
+        unknown); when it fails, the shared connection is rolled back, or else reopened,
+        so that nobody's next statement runs inside this transaction. Lock held."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self._bound.execute(statement)
+            except StorageError:
+                await self._out_of_transaction()
+                if raising:
+                    raise
+
+    async def _out_of_transaction(self) -> None:
+        conn = self._conn
+        if conn is None or not conn.in_transaction:
+            return
+        with suppress(sqlite3.Error):
+            await trio.to_thread.run_sync(conn.execute, "ROLLBACK")
+        if conn.in_transaction:
+            self._conn = None
+            await trio.to_thread.run_sync(conn.close)
+            await self.open()
 
     async def run_script(self, statements: Sequence[str]) -> None:
         async with self._lock:

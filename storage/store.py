@@ -15,13 +15,14 @@ staleness bound; the notification drops this process's copy at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 from .database import Database, Executor, Row, split_script
-from .errors import DuplicateKey, StorageError
+from .errors import Contention, DuplicateKey, StorageError
 from .migrations import SCHEMA_VERSION, STEPS
 from .mysql import MySQLDatabase
 from .records import (
@@ -104,6 +105,24 @@ def _in_list(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _retried(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Run a writing method once more when the database rolled it back for a deadlock or a
+    lock wait timeout (Contention). Each such method is one whole transaction, so the second
+    run starts from nothing; a second Contention is raised (the caller answers 503)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except Contention:
+            return await method(*args, **kwargs)
+
+    return wrapper
+
 class Storage:
     """Every read and write the program makes. Raises only `storage.errors` exceptions."""
 
@@ -179,6 +198,7 @@ class Storage:
         """Call `listener(scope, key_id)` after every change this process commits."""
         self._listeners.append(listener)
 
+    @_retried
     async def changed(self, scope: str, key_id: int) -> None:
         """Record that what caches hold under (scope, key_id) changed (see the module
         docstring); for writes made outside this module."""
@@ -262,6 +282,7 @@ class Storage:
         )
         return (_user(row), row[4]) if row else None
 
+    @_retried
     async def delete_auth_session(self, token_hash: str) -> None:
         async with self.db.transaction() as tx:
             row = await tx.fetch_one(
@@ -284,6 +305,7 @@ class Storage:
                 found[token_hash] = expires_at
         return found
 
+    @_retried
     async def change_password(self, user_id: int, password_hash: str,
                               keep_token_hash: str | None) -> None:
         """Set a new password hash and end every other sign-in of the user, together."""
@@ -307,6 +329,7 @@ class Storage:
         await self.db.execute("DELETE FROM cache_changes WHERE created_at < %s",
                               (failures_before,))
 
+    @_retried
     async def record_login_failure(self, keys: Sequence[str], now: datetime) -> None:
         async with self.db.transaction() as tx:
             for key in keys:
@@ -325,6 +348,7 @@ class Storage:
 
     # -- classes and membership ----------------------------------------------------------
 
+    @_retried
     async def create_classroom(self, name: str, description: str, join_code: str,
                                instructor: User, now: datetime) -> Classroom:
         """Creates the class and its instructor's membership together.
@@ -365,6 +389,7 @@ class Storage:
             (classroom_id, user_id))
         return str(row[0]) if row else None
 
+    @_retried
     async def add_member(self, classroom_id: int, user_id: int, role: str,
                          now: datetime) -> bool:
         """Returns False (and changes nothing) when the user is already a member."""
@@ -380,6 +405,7 @@ class Storage:
         self._notify(CHANGE_CLASSROOM, classroom_id)
         return True
 
+    @_retried
     async def remove_member(self, classroom_id: int, user_id: int) -> bool:
         """A student leaves (or is removed from) the class. False when they were not one."""
         async with self.db.transaction() as tx:
@@ -400,6 +426,7 @@ class Storage:
     async def set_archived(self, classroom_id: int, archived_at: datetime | None) -> None:
         await self._update_classroom(classroom_id, "archived_at = %s", archived_at)
 
+    @_retried
     async def _update_classroom(self, classroom_id: int, assignment: str, value: Any) -> None:
         async with self.db.transaction() as tx:
             await tx.execute(f"UPDATE classrooms SET {assignment} WHERE id = %s",
@@ -431,6 +458,7 @@ class Storage:
 
     # -- posts and tags ------------------------------------------------------------------
 
+    @_retried
     async def create_post(self, classroom_id: int, author: User, title: str, body: str,
                           tags: Sequence[str], now: datetime) -> Post:
         """Tags are stored as given (the caller normalizes them); new ones are created."""
@@ -500,6 +528,7 @@ class Storage:
         posts = await self._with_tags(rows)
         return posts[0] if posts else None
 
+    @_retried
     async def update_post(self, post_id: int, title: str, body: str, tags: Sequence[str],
                           now: datetime) -> bool:
         """New title, text and tags (replacing the old ones); `edited_at` is `now`.
@@ -527,6 +556,7 @@ class Storage:
         self._notify(CHANGE_CLASSROOM, classroom_id)
         return True
 
+    @_retried
     async def delete_post(self, post_id: int) -> bool:
         """The post, its tags' links and its comments. False when it was gone already."""
         async with self.db.transaction() as tx:
@@ -540,6 +570,7 @@ class Storage:
 
     # -- comments ------------------------------------------------------------------------
 
+    @_retried
     async def add_comment(self, post_id: int, author: User, student_id: int | None,
                           body: str, now: datetime) -> Comment:
         async with self.db.transaction() as tx:
@@ -577,6 +608,7 @@ class Storage:
         rows = await self.db.fetch_all(sql + " ORDER BY k.id", params)
         return [Comment(*r) for r in rows]
 
+    @_retried
     async def delete_comment(self, comment_id: int) -> bool:
         async with self.db.transaction() as tx:
             row = await tx.fetch_one("SELECT post_id FROM post_comments WHERE id = %s",
@@ -609,6 +641,7 @@ class Storage:
 
     # -- rooms: live sessions and discussions --------------------------------------------
 
+    @_retried
     async def create_room(self, classroom_id: int, kind: str, topic: str, created_by: int,
                           now: datetime) -> Room:
         async with self.db.transaction() as tx:
@@ -649,6 +682,7 @@ class Storage:
             [*classroom_ids, kind])
         return [_room(r) for r in rows]
 
+    @_retried
     async def end_room(self, room_id: int, now: datetime) -> bool:
         """Ends the room and closes every open attendance record at `now`.
         Returns False when it had already ended."""
@@ -658,6 +692,7 @@ class Storage:
             self._notify(CHANGE_CLASSROOM, ended)
         return ended is not None
 
+    @_retried
     async def close_room(self, room_id: int, event: str, sender_id: int, data: str,
                          now: datetime) -> RoomEvent | None:
         """Store a last public event and end the room, in one transaction, so nothing can be
@@ -683,6 +718,7 @@ class Storage:
             + tx.dialect.for_update, (room_id,))
         for (user_id,) in rows:
             await self._leave(tx, room_id, user_id, now, close_all=True)
+        await tx.execute("DELETE FROM open_connections WHERE room_id = %s", (room_id,))
         return int(room[0])
 
     async def claim_room(self, room_id: int, server: str, *, replacing: str | None) -> bool:
@@ -698,6 +734,7 @@ class Storage:
                 (server, room_id, replacing))
         return written.rowcount == 1
 
+    @_retried
     async def append_event(self, room_id: int, event: str, sender_id: int,
                            recipient_id: int | None, data: str, now: datetime,
                            *, state: Sequence[StateWrite] = (),
@@ -853,10 +890,21 @@ class Storage:
         await tx.fetch_all("SELECT id FROM rooms WHERE id = %s" + tx.dialect.for_update,
                            (room_id,))
 
-    async def attendance_join(self, room_id: int, user_id: int, now: datetime) -> None:
-        """One more open connection of this user to the room."""
+    @_retried
+    async def attendance_join(self, room_id: int, user_id: int, now: datetime, *,
+                              server: str = "") -> None:
+        """One more open connection of this user to the room, held by chat server `server`
+        (counted per server, so a crashed server's connections can be closed for it)."""
         async with self.db.transaction() as tx:
             await self._lock_room(tx, room_id)
+            if server:
+                await tx.execute(
+                    f"{tx.dialect.insert_ignore} INTO open_connections (room_id, user_id,"
+                    " server, connections) VALUES (%s, %s, %s, 0)", (room_id, user_id, server))
+                await tx.execute(
+                    "UPDATE open_connections SET connections = connections + 1"
+                    " WHERE room_id = %s AND user_id = %s AND server = %s",
+                    (room_id, user_id, server))
             await tx.execute(
                 f"{tx.dialect.insert_ignore} INTO attendance (room_id, user_id, first_join,"
                 " last_join, last_leave, seconds_connected, open_connections)"
@@ -871,14 +919,73 @@ class Storage:
                 " WHERE room_id = %s AND user_id = %s",
                 (now, room_id, user_id))
 
-    async def attendance_leave(self, room_id: int, user_id: int, now: datetime) -> None:
+    @_retried
+    async def attendance_leave(self, room_id: int, user_id: int, now: datetime, *,
+                               server: str = "") -> None:
         """One open connection fewer; the time connected grows when the last one closes."""
         async with self.db.transaction() as tx:
             await self._lock_room(tx, room_id)
+            if server:
+                row = await tx.fetch_one(
+                    "SELECT connections FROM open_connections WHERE room_id = %s"
+                    " AND user_id = %s AND server = %s" + tx.dialect.for_update,
+                    (room_id, user_id, server))
+                if row is None:
+                    return  # cleared already (this server was taken for dead)
+                if int(row[0]) <= 1:
+                    await tx.execute("DELETE FROM open_connections WHERE room_id = %s"
+                                     " AND user_id = %s AND server = %s",
+                                     (room_id, user_id, server))
+                else:
+                    await tx.execute("UPDATE open_connections SET connections = connections - 1"
+                                     " WHERE room_id = %s AND user_id = %s AND server = %s",
+                                     (room_id, user_id, server))
             await self._leave(tx, room_id, user_id, now, close_all=False)
 
+    # -- chat servers' leases: a dead server's connections end --------------------------
+
+    async def renew_lease(self, server: str, now: datetime, until: datetime) -> None:
+        """`server` is alive at `now` and holds its connections until `until`."""
+        written = await self.db.execute(
+            "UPDATE chat_servers SET renewed_at = %s, lease_until = %s WHERE name = %s",
+            (now, until, server))
+        if written.rowcount == 0:
+            await self.db.execute(
+                f"{self.db.dialect.insert_ignore} INTO chat_servers (name, renewed_at,"
+                " lease_until) VALUES (%s, %s, %s)", (server, now, until))
+
+    async def lapsed_servers(self, now: datetime) -> list[str]:
+        """Servers whose lease ran out (crashed, or cut off from the database), and servers
+        that hold connections without any lease."""
+        rows = await self.db.fetch_all(
+            "SELECT name FROM chat_servers WHERE lease_until < %s"
+            " UNION SELECT DISTINCT o.server FROM open_connections o"
+            " LEFT JOIN chat_servers s ON s.name = o.server WHERE s.name IS NULL", (now,))
+        return [str(r[0]) for r in rows]
+
+    @_retried
+    async def clear_server(self, server: str, now: datetime) -> int:
+        """End every connection `server` held, as of its last renewal (a crash is not
+        seen sooner; `now` if it never renewed), and forget its lease. Returns how many
+        (room, user) records it held."""
+        async with self.db.transaction() as tx:
+            lease = await tx.fetch_one(
+                "SELECT renewed_at FROM chat_servers WHERE name = %s" + tx.dialect.for_update,
+                (server,))
+            at = lease[0] if lease is not None else now
+            held = await tx.fetch_all(
+                "SELECT room_id, user_id, connections FROM open_connections WHERE server = %s"
+                " ORDER BY room_id, user_id", (server,))
+            for room_id, user_id, connections in held:
+                await self._lock_room(tx, room_id)
+                await self._leave(tx, room_id, user_id, at, close_all=False,
+                                  count=int(connections))
+            await tx.execute("DELETE FROM open_connections WHERE server = %s", (server,))
+            await tx.execute("DELETE FROM chat_servers WHERE name = %s", (server,))
+            return len(held)
+
     async def _leave(self, tx: Executor, room_id: int, user_id: int, now: datetime, *,
-                     close_all: bool) -> None:
+                     close_all: bool, count: int = 1) -> None:
         row = await tx.fetch_one(
             "SELECT last_join, open_connections FROM attendance"
             " WHERE room_id = %s AND user_id = %s" + tx.dialect.for_update,
@@ -886,13 +993,15 @@ class Storage:
         if row is None or row[1] <= 0:
             return
         last_join, open_connections = row
-        remaining = 0 if close_all else open_connections - 1
+        remaining = 0 if close_all else max(0, open_connections - count)
         if remaining == 0:
+            # A dead server's last renewal may predate this join: then it ended at once.
+            left = max(now, last_join)
             await tx.execute(
                 "UPDATE attendance SET open_connections = 0, last_leave = %s,"
                 " seconds_connected = seconds_connected + %s"
                 " WHERE room_id = %s AND user_id = %s",
-                (now, max(0.0, (now - last_join).total_seconds()), room_id, user_id))
+                (left, (left - last_join).total_seconds(), room_id, user_id))
         else:
             await tx.execute(
                 "UPDATE attendance SET open_connections = %s WHERE room_id = %s AND user_id = %s",

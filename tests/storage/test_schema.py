@@ -19,7 +19,8 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 6)
 TABLES = {
     "schema_version", "users", "auth_sessions", "login_failures", "classrooms", "memberships",
     "posts", "post_comments", "tags", "post_tags", "rooms", "room_events", "room_bans",
-    "attendance", "room_state", "cache_changes", "idempotency_keys",
+    "attendance", "room_state", "cache_changes", "idempotency_keys", "chat_servers",
+    "open_connections",
 }
 
 
