@@ -172,7 +172,7 @@ async def test_unreachable_server_gives_storage_unavailable_quickly() -> None:
         with pytest.raises(StorageUnavailable, match=r"127\.0\.0\.1:1\b"):
             async with open_storage("mysql://root@127.0.0.1:1/classroom"):
                 pass
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < storage.mysql.CONNECT_TIMEOUT
 
 
 async def test_missing_database_gives_storage_unavailable() -> None:
@@ -219,9 +219,9 @@ async def test_transaction_cancelled_inside_a_statement_writes_nothing() -> None
             with trio.move_on_after(0.2) as scope:
                 async with store.db.transaction() as tx:
                     await tx.execute(INSERT_USER, ("ada",))
-                    await tx.fetch_all("SELECT SLEEP(1)")
+                    await tx.fetch_all("SELECT SLEEP(3)")
             assert scope.cancelled_caught
-            assert time.monotonic() - started < 0.5  # no waiting for the server's answer
+            assert time.monotonic() - started < 2.5  # not waiting for the answer (3 s)
             assert await user_count(store) == 0
             await store.db.execute(INSERT_USER, ("bob",))
             assert_no_leaked_sockets()
