@@ -55,6 +55,34 @@ def _translate(exc: sqlite3.Error) -> StorageError:
     return StorageError(str(exc))
 
 
+class _Abandoned(Exception):
+    """A call whose caller was cancelled before its worker thread began it."""
+
+
+class _ThreadCall:
+    """Whether a call handed to a worker thread began there, or was abandoned first (its
+    caller cancelled before the thread ran it); decided once, under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "waiting"
+        self.finished = threading.Event()
+
+    def begin(self) -> bool:
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "running"
+            return True
+
+    def abandon(self) -> bool:
+        """True when the call will never run."""
+        with self._lock:
+            if self._state == "waiting":
+                self._state = "abandoned"
+            return self._state == "abandoned"
+
+
 def _busy(exc: sqlite3.Error) -> bool:
     """Another connection holds the lock: trying again later may work."""
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -138,22 +166,26 @@ class SQLiteDatabase(Database):
     async def _in_thread(conn: sqlite3.Connection,
                          fn: Callable[[sqlite3.Connection, str, Params], T], sql: str,
                          params: Params) -> T:
-        finished = threading.Event()
+        state = _ThreadCall()
 
         def run() -> T:
+            if not state.begin():
+                raise _Abandoned  # its caller left before it began: it never runs
             try:
                 return fn(conn, sql, params)
             finally:
-                finished.set()
+                state.finished.set()
 
         try:
             return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
         except trio.Cancelled:
+            if state.abandon():
+                raise  # cancelled before the thread began: nothing to wait for
             # Stop the statement, and keep the connection (and our lock) until its thread
             # is done with it: the next caller must not share it with a running statement.
             conn.interrupt()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(finished.wait)
+                await trio.to_thread.run_sync(state.finished.wait)
             raise
 
     async def execute(self, sql: str, params: Params = ()) -> Written:

@@ -182,3 +182,28 @@ async def test_a_sqlite_write_waits_for_another_process_lock(tmp_path: Path) -> 
         finally:
             holder.close()
         assert await store.get_user_by_username("ada") is not None
+
+
+async def test_sqlite_calls_cancelled_at_any_moment_never_hang(tmp_path: Path) -> None:
+    # The caller is cancelled while it takes the connection's lock (trio's uncontended
+    # acquire still yields, shielded), so the cancellation lands when the worker thread was
+    # asked for but has not begun: waiting for that statement to finish would wait forever
+    # (it hung the cache's follower). trio runs the two tasks in either order, so about half
+    # of the rounds hit that moment.
+    async with open_storage(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        await store.init_schema()
+        with trio.fail_after(30):
+            for _ in range(40):
+                scope = trio.CancelScope()
+
+                async def query(scope: trio.CancelScope = scope) -> None:
+                    with scope:
+                        await store.db.fetch_all("SELECT COUNT(*) FROM users")
+
+                async def cancel(scope: trio.CancelScope = scope) -> None:
+                    scope.cancel()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(query)
+                    nursery.start_soon(cancel)
+            assert await store.db.fetch_all("SELECT COUNT(*) FROM users") == [(0,)]
