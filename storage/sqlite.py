@@ -133,11 +133,13 @@ class SQLiteDatabase(Database):
                 detect_types=sqlite3.PARSE_DECLTYPES,
                 check_same_thread=False,
                 isolation_level=None,  # autocommit; transactions are explicit BEGIN/COMMIT
-                timeout=0,  # busy: retried by _call, where a cancelled caller can leave
+                timeout=BUSY_TIMEOUT_MS / 1000,  # for the set-up below only
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # From now on busy is retried by _call, where a cancelled caller can leave.
+            conn.execute("PRAGMA busy_timeout=0")
             return conn
 
         try:

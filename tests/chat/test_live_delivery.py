@@ -40,8 +40,9 @@ async def test_event_whose_state_write_fails_is_stored_and_sent_or_neither(
                     assert [e.seq for e in stored] == [answer["data"]["seq"]]
                     assert [f["seq"] for f in told] == [answer["data"]["seq"]]
                 else:
-                    # Refused: nothing stored, the room's seq unchanged, nobody told.
-                    assert answer["data"]["code"] == "unavailable", answer
+                    # Refused (a statement the database refused: "internal"): nothing
+                    # stored, the room's seq unchanged, nobody told.
+                    assert answer["data"]["code"] in ("internal", "unavailable"), answer
                     assert stored == [], "stored but never delivered"
                     assert await world.last_seq(rid) == before
                     assert told == []
