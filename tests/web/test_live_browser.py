@@ -219,3 +219,55 @@ async def test_live_js_stops_when_signed_out(live_web: WebWorld, tmp_path: Path)
             await trio.sleep(2)  # past the first reconnect delay: none happens
             log = await run(ada.execute_script, "return window.statusLog")
             assert not any("reconnecting" in text for text in log), log
+
+
+# The next chat message the page sends is sent, then the connection is dropped at once: its
+# ack is lost, as when a link fails right after a send.
+_LOSE_NEXT_ACK: Final = """
+const send = WebSocket.prototype.send;
+window.sentIds = [];
+WebSocket.prototype.send = function (data) {
+  send.call(this, data);
+  const frame = JSON.parse(String(data));
+  if (frame.event !== "message") return;
+  window.sentIds.push(frame.id || null);
+  if (!window.ackLost) {
+    window.ackLost = true;
+    this.close();
+  }
+};
+"""
+
+
+async def test_live_js_sends_an_unconfirmed_message_again_and_it_is_stored_once(
+        live_web: WebWorld, tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        ada_token = await api_user(live_web, "ada", "Ada L")
+        async with live_web.api(ada_token) as ada_api:
+            classroom = (await ada_api.post("/classrooms", json={"name": "Net"})).json()
+            cid = classroom["classroom"]["id"]
+            room = (await ada_api.post(f"/classrooms/{cid}/sessions", json={})).json()["room"]
+        run = trio.to_thread.run_sync
+        with chromium(tmp_path, "ada") as ada:
+            await run(open_live, ada, live_web.base_url, ada_token, f"/classrooms/{cid}/live")
+
+            def send_and_lose_the_ack() -> None:
+                ada.execute_script(_LOSE_NEXT_ACK)
+                type_message(ada, "only once please")
+                wait(ada, lambda d: d.execute_script("return window.ackLost") is True,
+                     "the connection dropped after the send")
+                wait_connected(ada)
+                wait_text(ada, "only once please")
+                # Sent again once back, under the same id.
+                wait(ada, lambda d: len(d.execute_script("return window.sentIds")) == 2,
+                     "the message sent again")
+                first, again = ada.execute_script("return window.sentIds")
+                assert first and first == again
+
+            await run(send_and_lose_the_ack)
+            async with live_peer(live_web, ada_token) as peer:
+                await peer.join(room["id"])
+                await peer.sync()
+                texts = [f["data"]["text"] for f in peer.log if f["event"] == "message"]
+            assert texts == ["only once please"]  # stored once, however often it was sent
+            assert [text for _, text, _ in await run(feed, ada)] == ["only once please"]
