@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 import pytest
 import trio
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -67,9 +67,19 @@ def chromium(tmp_path: Path, name: str) -> Iterator[webdriver.Chrome]:
 
 
 def wait(driver: webdriver.Chrome, condition: Callable[[Any], T], what: str) -> T:
+    def settled(d: Any) -> T | bool:
+        # An element read while a form's answer replaces the page can also fail as an
+        # inspector error rather than as a stale reference: the same race, so look again.
+        try:
+            return condition(d)
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
+            return False
+
     try:
         result: T = WebDriverWait(driver, WAIT, ignored_exceptions=(
-            StaleElementReferenceException,)).until(condition)
+            StaleElementReferenceException,)).until(settled)
     except Exception as exc:
         raise AssertionError(f"timed out waiting for {what}") from exc
     return result
