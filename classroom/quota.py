@@ -3,6 +3,10 @@ the events they sent, counted as stored. Past MAX_STORED_BYTES the event is refu
 QuotaExceeded and nothing is stored; the rate limit bounds how fast anyone gets there, this
 bounds how much a session can cost the database whatever the pace.
 
+Shared code has a budget of its own (MAX_CODE_BYTES): every save stores each changed file
+whole, so a lab spends far more bytes on code than on talk, and one budget would let an
+active editor lock themselves out of asking for help (or a chatty student out of sharing).
+
 Each process learns a person's total in a room from the database once (the first event they
 send there after it starts), then counts what it stores itself. With several chat servers a
 person spread over k of them could store up to k times the cap: the price of not asking the
@@ -18,6 +22,8 @@ from storage import Storage
 from .errors import TooLarge
 
 MAX_STORED_BYTES: Final = 16 * 1024 * 1024
+MAX_CODE_BYTES: Final = 64 * 1024 * 1024
+CODE_EVENTS: Final = ("sharing/code_send", "sharing/code_update")
 # Rooms x people remembered; past it the counts are forgotten and read again when needed.
 MAX_TRACKED: Final = 100_000
 
@@ -27,29 +33,36 @@ class QuotaExceeded(TooLarge):
 
 
 class StoredBytes:
-    def __init__(self, storage: Storage, *, limit: int = MAX_STORED_BYTES) -> None:
+    def __init__(self, storage: Storage, *, limit: int = MAX_STORED_BYTES,
+                 code_limit: int = MAX_CODE_BYTES) -> None:
         self._storage = storage
         self.limit = limit
-        self._used: dict[tuple[int, int], int] = {}
+        self.code_limit = code_limit
+        self._used: dict[tuple[int, int, bool], int] = {}
 
-    async def charge(self, room_id: int, user_id: int, size: int) -> None:
-        """Count `size` more bytes for the user in the room, or raise QuotaExceeded (nothing
-        counted). Give them back with `refund` if the event is not stored after all."""
-        key = (room_id, user_id)
+    async def charge(self, room_id: int, user_id: int, size: int, event: str) -> None:
+        """Count `size` more bytes of `event` for the user in the room, or raise
+        QuotaExceeded (nothing counted). Give them back with `refund` if the event is not
+        stored after all."""
+        code = event in CODE_EVENTS
+        key = (room_id, user_id, code)
         used = self._used.get(key)
         if used is None:
-            used = await self._storage.stored_bytes(room_id, user_id)
+            used = await self._storage.stored_bytes(room_id, user_id, events=CODE_EVENTS,
+                                                    excluding=not code)
             if len(self._used) >= MAX_TRACKED:
                 self._used.clear()
-        if used + size > self.limit:
+        limit = self.code_limit if code else self.limit
+        if used + size > limit:
             self._used[key] = used
+            what = "shared code" if code else "messages and work"
             raise QuotaExceeded(
-                f"you have stored {used // 1024} KiB in this room; one person may store at "
-                f"most {self.limit // (1024 * 1024)} MiB per session, and this event is "
-                f"{max(1, size // 1024)} KiB")
+                f"you have stored {used // 1024} KiB of {what} in this room; one person may "
+                f"store at most {limit // (1024 * 1024)} MiB of {what} per session, and "
+                f"this event is {max(1, size // 1024)} KiB")
         self._used[key] = used + size
 
-    def refund(self, room_id: int, user_id: int, size: int) -> None:
-        key = (room_id, user_id)
+    def refund(self, room_id: int, user_id: int, size: int, event: str) -> None:
+        key = (room_id, user_id, event in CODE_EVENTS)
         if key in self._used:
             self._used[key] = max(0, self._used[key] - size)

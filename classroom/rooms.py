@@ -224,18 +224,18 @@ class Rooms:
         now = self._now()
         text = stored_data(room_id, sender, data, now)
         size = len(text.encode("utf-8", "surrogatepass"))
-        await self.stored_bytes.charge(room_id, sender.id, size)
+        await self.stored_bytes.charge(room_id, sender.id, size, event)
         try:
             stored = await self._storage.append_event(room_id, event, sender.id, recipient_id,
                                                       text, now, state=state,
                                                       client_id=client_id)
         except BaseException:
-            self.stored_bytes.refund(room_id, sender.id, size)
+            self.stored_bytes.refund(room_id, sender.id, size, event)
             raise
         if stored is not None and stored.data != text:  # a resend: nothing new stored
-            self.stored_bytes.refund(room_id, sender.id, size)
+            self.stored_bytes.refund(room_id, sender.id, size, event)
         if stored is None:
-            self.stored_bytes.refund(room_id, sender.id, size)
+            self.stored_bytes.refund(room_id, sender.id, size, event)
             raise Invalid("this room has ended; its history stays readable")
         # Stored first, then announced: other chat servers deliver it to their members.
         self._bus.announce("event", event_body(stored))

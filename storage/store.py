@@ -832,12 +832,17 @@ class Storage:
         return RoomEvent(room_id=room_id, seq=seq, event=event, sender_id=sender_id,
                          recipient_id=recipient_id, data=data, created_at=now)
 
-    async def stored_bytes(self, room_id: int, sender_id: int) -> int:
-        """The UTF-8 bytes of event data `sender_id` has stored in a room."""
+    async def stored_bytes(self, room_id: int, sender_id: int, *,
+                           events: Sequence[str] = (), excluding: bool = False) -> int:
+        """The UTF-8 bytes of event data `sender_id` has stored in a room: of every event,
+        of the `events` named, or (`excluding`) of all but those."""
         size = "LENGTH(data)" if self.db.dialect.name == "mysql" else "LENGTH(CAST(data AS BLOB))"
+        where = ""
+        if events:
+            where = f" AND event {'NOT IN' if excluding else 'IN'} ({_in_list(events)})"
         row = await self.db.fetch_one(
             f"SELECT COALESCE(SUM({size}), 0) FROM room_events"
-            " WHERE room_id = %s AND sender_id = %s", (room_id, sender_id))
+            f" WHERE room_id = %s AND sender_id = %s{where}", (room_id, sender_id, *events))
         return int(row[0]) if row else 0
 
     async def list_room_events(self, room_id: int, *, after: int,

@@ -101,3 +101,31 @@ async def test_stored_bytes_per_person_per_room_are_capped(db_url: str) -> None:
                 await t.say(rid, "the instructor has their own share")
             async with world.joined(other.id, ann) as (a2,):
                 await a2.say(other.id, "another room, another share")
+
+
+async def test_shared_code_has_a_budget_apart_from_messages(db_url: str) -> None:
+    # A lab stores each changed file whole on every save: an active editor must not lose
+    # the chat (asking for help) to it, nor a chatty student the sharing.
+    with trio.fail_after(20):
+        async with chat_world(db_url) as world:
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            rid = lesson.room.id
+            quota = world.services.rooms.stored_bytes
+            quota.limit, quota.code_limit = 12_000, 20_000
+            code = [{"filename": "a.py", "status": "changed", "content": "z" * 4000}]
+            async with world.joined(rid, teacher, ann) as (t, a):
+                await t.request("sharing/start", {"room_id": rid})
+                for _ in range(2):
+                    await a.say(rid, "y" * 4000)
+                refused = await a.call("message", {"room_id": rid, "text": "y" * 4000})
+                assert refused["data"]["code"] == "quota_exceeded", refused
+                for _ in range(4):  # the messages spent nothing of the code budget
+                    await a.request("sharing/code_update", {"room_id": rid, "files": code})
+                before = await world.last_seq(rid)
+                refused = await a.call("sharing/code_update", {"room_id": rid, "files": code})
+                assert refused["event"] == "error", refused
+                assert refused["data"]["code"] == "quota_exceeded"
+                assert "shared code" in refused["data"]["message"]
+                assert await world.last_seq(rid) == before
+                await a.say(rid, "short")  # what is left of the message budget still works

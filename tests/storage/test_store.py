@@ -964,3 +964,8 @@ async def test_stored_bytes_counts_utf8_bytes_per_sender(storage: Storage) -> No
         await storage.append_event(room.id, "chat", teacher.id, None, "{}", T0)
         assert await storage.stored_bytes(room.id, teacher.id) == 10 + 2
         assert await storage.stored_bytes(room.id, teacher.id + 1) == 0
+        await storage.append_event(room.id, "code", teacher.id, None, '{"c":1}', T0)
+        assert await storage.stored_bytes(room.id, teacher.id, events=("code",)) == 7
+        assert await storage.stored_bytes(room.id, teacher.id, events=("code",),
+                                          excluding=True) == 12
+        assert await storage.stored_bytes(room.id, teacher.id) == 19
