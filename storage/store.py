@@ -474,14 +474,7 @@ class Storage:
             )
             post_id = written.lastrowid
             assert post_id is not None
-            for tag in tags:
-                await tx.execute(
-                    f"{tx.dialect.insert_ignore} INTO tags (classroom_id, name) VALUES (%s, %s)",
-                    (classroom_id, tag))
-                await tx.execute(
-                    f"{tx.dialect.insert_ignore} INTO post_tags (post_id, tag_id)"
-                    " SELECT %s, id FROM tags WHERE classroom_id = %s AND name = %s",
-                    (post_id, classroom_id, tag))
+            await self._tag_post(tx, post_id, classroom_id, tags)
             await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
         self._notify(CHANGE_CLASSROOM, classroom_id)
         return Post(id=post_id, classroom_id=classroom_id, author_id=author.id,
@@ -544,17 +537,24 @@ class Storage:
             await tx.execute("UPDATE posts SET title = %s, body = %s, edited_at = %s"
                              " WHERE id = %s", (title, body, now, post_id))
             await tx.execute("DELETE FROM post_tags WHERE post_id = %s", (post_id,))
-            for tag in tags:
-                await tx.execute(
-                    f"{tx.dialect.insert_ignore} INTO tags (classroom_id, name) VALUES (%s, %s)",
-                    (classroom_id, tag))
-                await tx.execute(
-                    f"{tx.dialect.insert_ignore} INTO post_tags (post_id, tag_id)"
-                    " SELECT %s, id FROM tags WHERE classroom_id = %s AND name = %s",
-                    (post_id, classroom_id, tag))
+            await self._tag_post(tx, post_id, classroom_id, tags)
             await self._log_change(tx, CHANGE_CLASSROOM, classroom_id)
         self._notify(CHANGE_CLASSROOM, classroom_id)
         return True
+
+    @staticmethod
+    async def _tag_post(tx: Executor, post_id: int, classroom_id: int,
+                        tags: Sequence[str]) -> None:
+        """Attach `tags` to the post, creating those the class does not have yet (the
+        caller holds the class row's lock, so tags of one class are written one at a time)."""
+        for tag in tags:
+            await tx.execute(
+                f"{tx.dialect.insert_ignore} INTO tags (classroom_id, name) VALUES (%s, %s)",
+                (classroom_id, tag))
+            await tx.execute(
+                f"{tx.dialect.insert_ignore} INTO post_tags (post_id, tag_id)"
+                " SELECT %s, id FROM tags WHERE classroom_id = %s AND name = %s",
+                (post_id, classroom_id, tag))
 
     @_retried
     async def delete_post(self, post_id: int) -> bool:
