@@ -7,24 +7,30 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio_mysql
 
 import storage.mysql
-from classroom.errors import Internal, translate_storage_errors
+from classroom.errors import Internal, Unavailable, translate_storage_errors
 from storage import (
     Contention,
     DuplicateKey,
+    MySQLParams,
+    Storage,
     StorageError,
     StorageUnavailable,
     open_storage,
 )
 from storage.sqlite import BUSY_TIMEOUT_MS
 from storage.store import _retried
+from tests.conftest import MYSQL_SERVER_URL
 from tests.storage.test_mysql_pool import (
     INSERT_USER,
     assert_no_leaked_sockets,
@@ -96,6 +102,101 @@ async def test_a_statement_the_server_refuses_is_a_bug_not_an_outage(
                 await buggy()
             assert internal.value.status == 500
             assert "refused a statement" in caplog.text
+
+
+@asynccontextmanager
+async def raw_connection(database: str) -> AsyncIterator[Any]:
+    """A driver connection of its own to `database`, outside the storage's pool: another
+    process's transaction, or an observer of the server's lock table."""
+    p = MySQLParams.from_url(MYSQL_SERVER_URL)
+    conn = trio_mysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
+                              database=database, autocommit=True, connect_timeout=3)
+    await conn.connect()
+    try:
+        yield conn
+    finally:
+        await conn.aclose()
+
+
+async def run(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async with conn.cursor() as cursor:
+        await cursor.execute(sql, params)
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+async def next_lock_wait(observer: Any, database: str, after: int | None) -> int:
+    """Wait until a transaction on `database` other than `after` waits for a row lock; its
+    id. A transaction run again after a lock wait timeout is a new one with a new id."""
+    while True:
+        rows = await run(observer, "SELECT t.trx_id FROM information_schema.innodb_trx t"
+                         " JOIN information_schema.processlist p"
+                         " ON p.id = t.trx_mysql_thread_id"
+                         " WHERE t.trx_state = 'LOCK WAIT' AND p.db = %s", (database,))
+        waiting = [int(row[0]) for row in rows if int(row[0]) != after]
+        if waiting:
+            return waiting[0]
+        # The server refreshes innodb_trx only when it was not read for 0.1 s: faster polls
+        # would read the same stale copy for ever.
+        await trio.sleep(0.25)
+
+
+async def contended_user(store: Storage, database: str, lock_wait_timeout: int) -> int:
+    """A user whose row the test will lock, on a pool of one connection whose lock waits
+    give up after `lock_wait_timeout` seconds (1205) instead of the server's 50."""
+    user = await store.create_user("ada", "Ada", "old", T0)
+    # The session variable stays with the pool's only connection for the whole test.
+    await store.db.execute(f"SET SESSION innodb_lock_wait_timeout = {lock_wait_timeout}")
+    assert len(await connection_ids(database)) == 1
+    return int(user.id)
+
+
+@pytest.mark.mysql
+async def test_a_transaction_that_timed_out_on_a_row_lock_is_run_again_and_succeeds() -> None:
+    with trio.fail_after(30):
+        async with pooled_storage(pool=1) as (store, database):
+            user_id = await contended_user(store, database, lock_wait_timeout=2)
+            async with raw_connection(database) as holder, \
+                    raw_connection(database) as observer, trio.open_nursery() as nursery:
+                await run(holder, "BEGIN")
+                await run(holder, "SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+                nursery.start_soon(store.change_password, user_id, "new", None)
+                first = await next_lock_wait(observer, database, None)
+                # The first run gives up with 1205; the run after it waits anew: let it in.
+                await next_lock_wait(observer, database, first)
+                await run(holder, "COMMIT")
+            rows = await store.db.fetch_all("SELECT password_hash FROM users WHERE id = %s",
+                                            (user_id,))
+            assert rows == [("new",)]
+
+
+@pytest.mark.mysql
+async def test_a_second_lock_wait_timeout_is_contention_and_keeps_the_pool() -> None:
+    with trio.fail_after(30):
+        async with pooled_storage(pool=1) as (store, database):
+            user_id = await contended_user(store, database, lock_wait_timeout=1)
+            before = await connection_ids(database)
+
+            @translate_storage_errors
+            async def change_password() -> None:
+                await store.change_password(user_id, "new", None)
+
+            async with raw_connection(database) as holder:
+                await run(holder, "BEGIN")
+                await run(holder, "SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+                with pytest.raises(Contention):
+                    await store.change_password(user_id, "new", None)
+                # Busy rows, not an outage: the caller is told to retry in a second.
+                with pytest.raises(Unavailable) as busy:
+                    await change_password()
+                assert busy.value.retry_after == 1
+                await run(holder, "ROLLBACK")
+            # The connection went back to the pool, rolled back: nothing was written, and the
+            # next call reuses it rather than reconnecting.
+            assert await connection_ids(database) == before
+            rows = await store.db.fetch_all("SELECT password_hash FROM users WHERE id = %s",
+                                            (user_id,))
+            assert rows == [("old",)]
+            assert await connection_ids(database) == before
 
 
 @pytest.mark.mysql
