@@ -103,7 +103,7 @@ class _ClientGone(Exception):
     """The client reset or closed the connection, or stopped reading."""
 
 
-async def _linger(stream: trio.SocketStream) -> None:
+async def _linger(stream: trio.abc.HalfCloseableStream) -> None:
     """Half-close, then drain what the client still sends, briefly (see LINGER_SECONDS)."""
     try:
         await stream.send_eof()
@@ -237,9 +237,19 @@ class HTTPServer:
                 nursery.start_soon(self._reject, stream, "max_connections_per_address")
                 continue
             # Counted before the task starts, so a burst of accepts sees the true number.
-            connection = _Connection(self, stream, address)
+            connection = _Connection(self, stream, peer, address)
             self._connections.add(connection)
             nursery.start_soon(self._run, connection)
+
+    async def serve_stream(self, stream: trio.abc.HalfCloseableStream,
+                           client: tuple[str, int] | None = None) -> None:
+        """Serve one connection that came some other way than `serve`'s listeners (an
+        in-memory stream in tests, a stream wrapped in TLS) until it ends, with the same limits
+        and time-outs; `client` is the peer handlers see. The connection caps are not applied:
+        whoever accepted the connection decided that."""
+        connection = _Connection(self, stream, client, None)
+        self._connections.add(connection)
+        await self._run(connection)
 
     async def _run(self, connection: _Connection) -> None:
         try:
@@ -253,7 +263,8 @@ class HTTPServer:
             logger.exception("connection from %s failed", connection.client)
         finally:
             self._connections.discard(connection)
-            self._per_address.release(connection.address)
+            if connection.address is not None:
+                self._per_address.release(connection.address)
             if self._shutdown.is_set() and not self._connections:
                 self._drained.set()
 
@@ -319,12 +330,14 @@ def _render_error(server: HTTPServer, request: Request | None, error: HTTPError)
 class _Connection:
     """One client connection: its stream, its h11 state machine, its request cycle."""
 
-    def __init__(self, server: HTTPServer, stream: trio.SocketStream, address: str) -> None:
+    def __init__(self, server: HTTPServer, stream: trio.abc.HalfCloseableStream,
+                 client: tuple[str, int] | None, address: str | None) -> None:
         self.server = server
         self.limits = server.limits
         self.stream = stream
-        self.client = _peer(stream)
-        # What this connection is counted under in the server's per-address cap.
+        self.client = client
+        # What this connection is counted under in the server's per-address cap (None: not
+        # counted, see serve_stream).
         self.address = address
         self.h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes
@@ -502,7 +515,7 @@ class _Connection:
 
     async def _receive(self) -> bytes:
         try:
-            return await self.stream.receive_some(RECEIVE_BYTES)
+            return bytes(await self.stream.receive_some(RECEIVE_BYTES))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _ClientGone("connection reset") from exc
 

@@ -1,8 +1,9 @@
 """HTTPServer over real sockets on 127.0.0.1: keep-alive, HEAD, pipelining, limits,
-time-outs, errors, connection cap, shutdown and vanishing clients.
+errors, connection cap, shutdown and vanishing clients (the time-outs are in
+test_http_timeouts.py, on a virtual clock).
 
 Byte-level cases talk through raw trio streams and parse answers with an h11 client; normal
-cases use httpx. Limits are shrunk so time-outs take a fraction of a second.
+cases use httpx.
 """
 
 from __future__ import annotations
@@ -253,45 +254,6 @@ async def test_expect_100_continue() -> None:
             assert (answer.status, answer.body) == (200, b"ok")
 
 
-async def test_slow_head_gets_408_and_close() -> None:
-    with trio.fail_after(5):
-        async with serving(header_timeout=0.3) as (_, port):
-            (answer,) = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n")
-            assert answer.status == 408
-            assert answer.headers["connection"] == "close"
-
-
-async def test_slow_body_gets_408() -> None:
-    with trio.fail_after(5):
-        async with serving(body_timeout=0.3) as (_, port):
-            request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf"
-            (answer,) = await exchange(port, request, ["POST"])
-            assert answer.status == 408
-
-
-async def test_silent_new_connection_is_closed_quietly() -> None:
-    with trio.fail_after(5):
-        async with (
-            serving(header_timeout=0.3) as (_, port),
-            await trio.open_tcp_stream("127.0.0.1", port) as stream,
-        ):
-            assert await receive_all(stream) == b""
-
-
-async def test_idle_keep_alive_connection_is_closed_quietly() -> None:
-    with trio.fail_after(5):
-        async with (
-            serving(keepalive_timeout=0.3) as (_, port),
-            await trio.open_tcp_stream("127.0.0.1", port) as stream,
-        ):
-            await stream.send_all(GET)
-            (answer,) = parse(await stream.receive_some(65536))
-            assert answer.status == 200
-            start = trio.current_time()
-            assert await receive_all(stream) == b""
-            assert 0.2 < trio.current_time() - start < 2
-
-
 async def test_bad_request_line_is_400_with_no_request() -> None:
     seen: list[Request | None] = []
 
@@ -354,18 +316,6 @@ async def test_handler_errors_and_the_server_keeps_serving(
     failures = [r for r in caplog.records if r.name == "protocol.http" and r.exc_info]
     assert len(failures) == 1
     assert "handler bug" in str(failures[0].exc_info)
-
-
-async def test_handler_timeout_is_503() -> None:
-    with trio.fail_after(5):
-        async with (
-            serving(handler_timeout=0.2) as (_, port),
-            httpx.AsyncClient(base_url=base_url(port)) as client,
-        ):
-            response = await client.get("/slow", params={"delay": "10"})
-            assert response.status_code == 503
-            assert response.headers["retry-after"] == "1"
-            assert (await client.get("/")).status_code == 200
 
 
 async def test_failing_error_page_falls_back_to_default() -> None:
