@@ -48,6 +48,10 @@ class RoomHub:
         self.watch = ClassWatch(services)
         # The bus listener: presence, kicks, new rooms and ended sign-ins from other servers.
         self.crossing = Crossing(services, self)
+        # Set at shutdown: every connection here is closing, so members here are not told
+        # of each other's departures (N leaving N would be N^2 frames, written in the
+        # connections' shielded cleanup, which shutdown cannot cut short).
+        self.closing = False
 
     def connected(self, client: Client) -> None:
         self.by_user.setdefault(client.user.id, set()).add(client)
@@ -193,7 +197,7 @@ class RoomHub:
             self._services.bus.announce("presence", {
                 "room_id": live.id, "user_id": user.id, "name": user.display_name,
                 "online": online})
-        if not live.online_elsewhere(user.id):
+        if not live.online_elsewhere(user.id) and not self.closing:
             _tell_presence(live, user.id, user.display_name, online=online)
 
     def remote_presence(self, live: LiveRoom, server: str, user_id: int, name: str, *,

@@ -158,6 +158,7 @@ class ChatServer:
             task_status.started(bound)
             await self._shutdown.wait()
             listener.cancel()
+            self._hub.closing = True
             for client in list(self._clients):
                 client.disconnect(CLOSE_GOING_AWAY, "server shutting down")
             with trio.move_on_after(SHUTDOWN_GRACE):

@@ -2,11 +2,14 @@
 and shut down cleanly on SIGINT/SIGTERM.
 
 Shutdown order: stop accepting on both listeners, tell WebSocket clients (close 1001), give
-in-flight HTTP requests `shutdown_grace` seconds, then cancel what is left and exit 0.
+in-flight HTTP requests `shutdown_grace` seconds, then cancel what is left and exit 0. Work
+that ignores cancellation (shielded cleanup, a loop that never yields) cannot hold the process
+past HARD_STOP seconds after the signal: a watchdog thread then ends it with status 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -14,6 +17,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,6 +38,9 @@ log = logging.getLogger("classroom")
 SHUTDOWN_GRACE: Final = 5.0
 HOUSEKEEPING_INTERVAL: Final = 3600.0
 ORPHAN_CHECK_INTERVAL: Final = 1.0
+# Seconds from the signal to the end of the process, whatever still runs: the grace, the
+# cancellation of what is left, and a margin for shielded cleanup to finish.
+HARD_STOP: Final = SHUTDOWN_GRACE + 1 + 4.0
 
 
 def _url_host(host: str) -> str:
@@ -222,12 +229,34 @@ async def _stop_on_signal(stoppers: list[Callable[[], None]],
         async for signum in signals:
             log.info("signal %s: shutting down", signal.Signals(signum).name)
             break
-    print("classroom: shutting down", flush=True)
+    _start_watchdog(HARD_STOP)
+    _say("classroom: shutting down")
     for stop in stoppers:
         stop()
     # Listeners finish in-flight work within their own grace; past it, cancel what is left.
     await trio.sleep(SHUTDOWN_GRACE + 1)
     listeners.cancel()
+
+
+def _say(line: str) -> None:
+    """A line on stdout, which may be a pipe nobody reads any more (a crashed parent): its
+    failure must not turn a clean shutdown into a crash."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
+
+
+def _start_watchdog(seconds: float) -> None:
+    """End the process `seconds` from now unless it has ended by then. A thread, not a trio
+    task: neither a shield nor a stalled event loop can hold it back."""
+
+    def stop_now() -> None:
+        log.error("shutdown still not finished after %.0f s: exiting anyway", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, stop_now)
+    timer.daemon = True  # a process that ended in time does not wait for it
+    timer.start()
 
 
 async def init_db(config: Config) -> int:
