@@ -46,6 +46,7 @@ IDLE_WINDOW: Final = 5.0
 # Descriptors the load generator needs besides its connections (probes, database, stdio).
 FD_MARGIN: Final = 50
 _MESSAGE: Final = b'{"event":"message"'
+_PRESENCE: Final = b'{"event":"presence"'
 
 
 def raise_fd_limit() -> int:
@@ -88,6 +89,10 @@ class IdleRoom:
         self.all_seen = trio.Event()
         self.probe_seen = trio.Event()
         self.probe_at = 0.0
+        # ms from connecting to the room/join answer, for each idle member of the last step;
+        # and `presence` frames the idle members received (a join storm's cost).
+        self.join_ms: list[float] = []
+        self.presence_frames = 0
 
     async def enter(self, token: str) -> RawClient:
         client = await RawClient.connect(self.host, self.port, token)
@@ -102,8 +107,10 @@ class IdleRoom:
 
     async def add_idle(self, tokens: list[str]) -> None:
         async def one(token: str) -> None:
+            started = time.monotonic()
             try:
                 client = await self.enter(token)
+                self.join_ms.append((time.monotonic() - started) * 1000)
             except (OSError, ConnectionError, RuntimeError, trio.BrokenResourceError) as exc:
                 self.failed += 1
                 if self.failed <= 5:
@@ -125,6 +132,8 @@ class IdleRoom:
                     self.seen += 1
                     if self.seen >= self.expected:
                         self.all_seen.set()
+                elif payload.startswith(_PRESENCE):
+                    self.presence_frames += 1
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self.alive -= 1
@@ -187,9 +196,12 @@ async def run_steps(chat_url: str, db_url: str, steps: list[int],
         base_rss = 0
         for step in steps:
             connect_started = time.monotonic()
+            room.join_ms, room.presence_frames = [], 0
             await room.add_idle(idle_tokens[len(room.idle):step])
             connect_s = time.monotonic() - connect_started
             await room.message()  # everyone has caught up with the joins' presence frames
+            storm = sorted(room.join_ms)
+            presence_per_member = room.presence_frames / max(1, room.alive)
             cpu_before = cpu_seconds(server_pid)
             await trio.sleep(IDLE_WINDOW)
             idle_cpu = cpu_seconds(server_pid) - cpu_before
@@ -212,6 +224,11 @@ async def run_steps(chat_url: str, db_url: str, steps: list[int],
                 "join_ms": statistics.median(joins),
                 "message_ms": statistics.median(messages),
                 "connect_s": round(connect_s, 1),
+                # The step's joins, 100 at a time: p99 of connect + join answer, and presence
+                # frames per idle member while they joined.
+                "storm_join_p99_ms": (round(storm[int(0.99 * (len(storm) - 1))], 1)
+                                      if storm else "-"),
+                "presence_per_member": round(presence_per_member, 1),
                 "idle_cpu_pct": 100 * idle_cpu / IDLE_WINDOW,
             })
             print(rows[-1], file=sys.stderr)
@@ -246,7 +263,8 @@ def main() -> None:
         with server_process(db_url) as urls:
             rows = trio.run(run_steps, urls["chat"], db_url, steps, urls["pid"])
     report("idle_connections", ["connections", "rss_mib", "kib_per_connection", "fds",
-                                "join_ms", "message_ms", "connect_s", "idle_cpu_pct"],
+                                "join_ms", "message_ms", "connect_s", "storm_join_p99_ms",
+                                "presence_per_member", "idle_cpu_pct"],
            rows)
 
 

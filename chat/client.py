@@ -30,6 +30,9 @@ class Joined:
     access: RoomAccess
     # Frames published while history replays, delivered after it; None once live.
     pending: list[bytes] | None = None
+    # The room's presence change count when the join answer's snapshot was taken (None
+    # before): later presence frames carry only the changes after it (see presence.py).
+    presence_seen: int | None = None
 
 
 @attrs.define(eq=False)

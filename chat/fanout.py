@@ -26,6 +26,7 @@ from protocol.wsframe import text_frame
 
 from . import metrics
 from .client import Client
+from .presence import RoomPresence
 from .relay import Relay
 
 log = logging.getLogger("chat.fanout")
@@ -53,6 +54,8 @@ class LiveRoom:
     # Students the instructor removed while the room is loaded (here or on another server):
     # every event of theirs is refused.
     banned: set[int] = attrs.field(factory=set)
+    # Who members are told is online, and the changes waiting for the next batch.
+    presence: RoomPresence = attrs.field(factory=RoomPresence)
 
     @property
     def id(self) -> int:

@@ -19,14 +19,14 @@ from classroom import RoomEvent, Services, StateWrite, User
 from classroom.rooms import RoomAccess
 from classroom.rules import Action, may
 from classroom.views import user_view
-from protocol.envelope import encode_data, encode_event
-from protocol.wsframe import text_frame
+from protocol.envelope import encode_data
 
 from .client import Client, Joined
 from .crossing import Crossing
 from .departures import Departures
 from .fanout import FanOut, LiveRoom, frame_of
 from .lease import Lease
+from .presence import PRESENCE_INTERVAL, PresenceFlusher
 from .relay import SYNC_INTERVAL, Relay
 from .watch import ClassWatch
 
@@ -35,7 +35,8 @@ REPLAY_PAGE: Final = 500
 
 
 class RoomHub:
-    def __init__(self, services: Services, server_name: str) -> None:
+    def __init__(self, services: Services, server_name: str, *,
+                 presence_interval: float = PRESENCE_INTERVAL) -> None:
         self._services = services
         self._rooms: dict[int, LiveRoom] = {}
         self.server_name = server_name
@@ -52,6 +53,8 @@ class RoomHub:
         # of each other's departures (N leaving N would be N^2 frames, written in the
         # connections' shielded cleanup, which shutdown cannot cut short).
         self.closing = False
+        # Members hear who came and went in one batch per room per interval.
+        self.presence = PresenceFlusher(interval=presence_interval)
 
     def connected(self, client: Client) -> None:
         self.by_user.setdefault(client.user.id, set()).add(client)
@@ -116,10 +119,12 @@ class RoomHub:
             # Recorded before the answer, so whoever sees the join also sees the attendance.
             await self.lease.ready.wait()
             await self._services.rooms.arrived(live.room, user, self.server_name)
+            if first_connection:
+                # Before the answer: the joiner's snapshot then lists itself, and the batch
+                # carrying its arrival skips it.
+                self._presence(live, user, online=True)
             client.send_json("room/join", await self._join_answer(live, access, client),
                              ref=ref)
-            if first_connection:
-                self._presence(live, user, online=True)
             await self._replay(client, live, user, after, upto)
         except BaseException:
             await self.detach(room_id, client)
@@ -143,6 +148,7 @@ class RoomHub:
     async def _join_answer(self, live: LiveRoom, access: RoomAccess, client: Client) -> str:
         """The `room/join` answer's data as JSON text. A lecture's thousand joins each list
         the thousand members, so each member's entry is encoded once, not once per join."""
+        room_id = live.id
         if live.members is None or client.user.id not in live.members:
             # Loaded once per room, again only when someone new to it arrives (a student who
             # joined the class after the room loaded).
@@ -154,7 +160,11 @@ class RoomHub:
                 live.members[user.id] = tuple(encode_data({**entry, "online": online})
                                               for entry in (full, brief)
                                               for online in (False, True))
-        online = live.online()
+        # The snapshot presence batches continue from (see presence.py).
+        online = set(live.presence.shown)
+        joined = client.rooms.get(room_id)
+        if joined is not None:  # (it may have left meanwhile, kicked)
+            joined.presence_seen = live.presence.seq
         if may(access.role, Action.VIEW_ROSTER):
             members = ",".join(entries[uid in online]
                                for uid, entries in live.members.items())
@@ -165,7 +175,7 @@ class RoomHub:
                                for uid, entries in live.members.items()
                                if uid in online or uid == live.instructor_id)
         room = live.room
-        state = await self._services.lab.state(access, client.user, live.online())
+        state = await self._services.lab.state(access, client.user, online)
         head = encode_data({
             "state": state,
             "room": {"id": room.id, "classroom_id": room.classroom_id, "kind": room.kind,
@@ -197,31 +207,38 @@ class RoomHub:
             self._services.bus.announce("presence", {
                 "room_id": live.id, "user_id": user.id, "name": user.display_name,
                 "online": online})
-        if not live.online_elsewhere(user.id) and not self.closing:
-            _tell_presence(live, user.id, user.display_name, online=online)
+        if not self.closing:
+            self._tell(live, user.id, user.display_name)
+
+    def _tell(self, live: LiveRoom, user_id: int, name: str) -> None:
+        """Members hear (in the next batch) when the user's online-anywhere state changed."""
+        online = user_id in live.by_user or live.online_elsewhere(user_id)
+        if live.presence.record(user_id, name, online=online):
+            self.presence.changed(live)
 
     def remote_presence(self, live: LiveRoom, server: str, user_id: int, name: str, *,
                         online: bool) -> None:
-        """Another chat server's user arrived in (or left) a room hosted here too."""
-        users = dict(live.remote.get(server, {}))
+        """Another chat server's user arrived in (or left) a room hosted here too.
+        O(1): a lecture's thousand arrivals elsewhere must not cost a thousand scans."""
+        users = live.remote.setdefault(server, {})
         if online:
             users[user_id] = name
         else:
             users.pop(user_id, None)
-        self.remote_roster(live, server, users)
+            if not users:
+                del live.remote[server]
+        self._tell(live, user_id, name)
 
     def remote_roster(self, live: LiveRoom, server: str, users: dict[int, str]) -> None:
         """Everyone online in `live` on `server` now; members here hear of each change to
         who is online anywhere."""
-        before = live.online()
         known = live.remote.pop(server, {})
         if users:
             live.remote[server] = users
-        after = live.online()
-        for user_id in before - after:
-            _tell_presence(live, user_id, known.get(user_id, ""), online=False)
-        for user_id in after - before:
-            _tell_presence(live, user_id, users[user_id], online=True)
+        for user_id in known.keys() - users.keys():
+            self._tell(live, user_id, known[user_id])
+        for user_id, name in users.items():
+            self._tell(live, user_id, name)
 
     async def remove(self, live: LiveRoom, user_id: int) -> None:
         """The instructor removed the student (here or on another server): their
@@ -265,10 +282,7 @@ class RoomHub:
             nursery.start_soon(lambda: self.relay.follow(self, interval=interval))
             nursery.start_soon(lambda: self.departures.retry(interval=interval))
             nursery.start_soon(self.lease.keep, self.server_name)
+            nursery.start_soon(self.presence.run)
             if self.relay.bus_wanted:
                 nursery.start_soon(self.crossing.watch_servers)
 
-
-def _tell_presence(live: LiveRoom, user_id: int, name: str, *, online: bool) -> None:
-    data = {"room_id": live.id, "user_id": user_id, "name": name, "online": online}
-    live.deliver(text_frame(encode_event("presence", encode_data(data))))

@@ -39,6 +39,7 @@ from .flood import FloodGuard
 from .handlers import Dispatcher
 from .hub import RoomHub
 from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
+from .presence import PRESENCE_INTERVAL
 from .relay import SYNC_INTERVAL
 from .sessions import CHECK_INTERVAL, SessionWatch
 
@@ -96,6 +97,7 @@ class ChatServer:
                  max_per_user: int = MAX_CONNECTIONS_PER_USER,
                  session_interval: float = CHECK_INTERVAL,
                  event_rates: Mapping[Role, Rate] = EVENT_RATES,
+                 presence_interval: float = PRESENCE_INTERVAL,
                  bus: RedisBus | None = None) -> None:
         self._services = services
         # Closes connections whose sign-in ended (logout, expiry, password change).
@@ -112,7 +114,8 @@ class ChatServer:
         self._ping_timeout = ping_timeout
         # Each connection's outgoing queue bound (see outbox.py); small in tests.
         self._outbox_limits = (outbox_frames, outbox_bytes)
-        self._hub = RoomHub(services, server_name or "chat")
+        self._hub = RoomHub(services, server_name or "chat",
+                            presence_interval=presence_interval)
         self._dispatcher = Dispatcher(services, self._hub)
         if bus is not None:
             # Start-up runs the bus (app servers in the process publish on it too).

@@ -179,10 +179,11 @@ class Chat:
         event, ref, data = frame.get("event"), frame.get("ref"), frame.get("data") or {}
         seq = frame.get("seq")
         if event == "presence":
-            uid = int(data.get("user_id", 0))
-            self.online[uid] = bool(data.get("online"))
-            if self.online[uid]:
-                self.ever_online.add(uid)
+            for change in data.get("changes", []):
+                uid = int(change.get("user_id", 0))
+                self.online[uid] = bool(change.get("online"))
+                if self.online[uid]:
+                    self.ever_online.add(uid)
             return
         if event == "room/kill":
             self.killed.set()

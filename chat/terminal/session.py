@@ -353,14 +353,18 @@ class ChatSession:
         self._say("--- end ---")
 
     def _presence(self, data: Mapping[str, Any]) -> None:
-        user_id = data.get("user_id")
-        if data.get("room_id") not in (None, self.room_id) or not isinstance(user_id, int):
+        changes = data.get("changes")
+        if data.get("room_id") not in (None, self.room_id) or not isinstance(changes, list):
             return
-        online = bool(data.get("online"))
-        name = str(data.get("name") or "")
-        if self.roster.presence(user_id, name, online) and user_id != self.me:
-            shown = sanitize(name or self.roster.name(user_id))
-            self._say(f"* {shown} is {'online' if online else 'offline'}")
+        for change in changes:
+            user_id = change.get("user_id") if isinstance(change, Mapping) else None
+            if not isinstance(user_id, int):
+                continue
+            online = bool(change.get("online"))
+            name = str(change.get("name") or "")
+            if self.roster.presence(user_id, name, online) and user_id != self.me:
+                shown = sanitize(name or self.roster.name(user_id))
+                self._say(f"* {shown} is {'online' if online else 'offline'}")
 
     # -- typed lines ---------------------------------------------------------------------
 

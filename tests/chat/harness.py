@@ -46,6 +46,35 @@ _PASSWORD_HASH: Final = _HASHER.hash(_PASSWORD)
 Frame = dict[str, Any]
 
 
+def presence_changes(frames: list[Frame], user_id: int) -> list[bool]:
+    """The user's online states in these `presence` batches, in order."""
+    return [change["online"] for f in frames if f["event"] == "presence"
+            for change in f["data"]["changes"] if change["user_id"] == user_id]
+
+
+def shows_presence(user_id: int, online: bool) -> Callable[[Frame], bool]:
+    """Matches a `presence` batch that lists the user going online (offline)."""
+    return lambda f: f["event"] == "presence" and presence_changes([f], user_id) == [online]
+
+
+def presence_view(frames: list[Frame]) -> dict[int, bool]:
+    """Who these frames say is online: the last `room/join` answer's members, then the
+    `presence` batches after it."""
+    joins = [i for i, f in enumerate(frames) if f["event"] == "room/join"]
+    if not joins:
+        return {}
+    online = {m["id"]: m["online"] for m in frames[joins[-1]]["data"]["members"]}
+    for frame in frames[joins[-1] + 1:]:
+        if frame["event"] == "presence":
+            online.update((c["user_id"], c["online"]) for c in frame["data"]["changes"])
+    return online
+
+
+def shows_someone_offline(frame: Frame) -> bool:
+    return frame["event"] == "presence" and any(
+        not change["online"] for change in frame["data"]["changes"])
+
+
 @attrs.define
 class ManualClock:
     """A clock the test moves by hand: attendance times become exact."""

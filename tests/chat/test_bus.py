@@ -17,7 +17,7 @@ import trio
 from chat.sessions import CLOSE_SIGNED_OUT
 from classroom.bus import DOWN, UP
 from storage.stats import observe_statements
-from tests.chat.harness import ChatWorld, Peer, chat_servers
+from tests.chat.harness import ChatWorld, Peer, chat_servers, presence_changes, shows_presence
 from tests.redis_server import OwnRedis, own_redis
 
 # Long: what reaches the other server within a test's few seconds came over the bus (or,
@@ -44,13 +44,11 @@ async def until_bus(world: ChatWorld, state: str) -> None:
 
 
 def presence(peer: Peer, user_id: int) -> list[bool]:
-    return [f["data"]["online"] for f in peer.seen("presence")
-            if f["data"]["user_id"] == user_id]
+    return presence_changes(peer.log, user_id)
 
 
 async def until_presence(peer: Peer, user_id: int, online: bool) -> None:
-    await peer.wait_for(lambda f: f["event"] == "presence"
-                        and f["data"]["user_id"] == user_id and f["data"]["online"] is online)
+    await peer.wait_for(shows_presence(user_id, online))
 
 
 async def until_online(peer: Peer, user_id: int) -> None:

@@ -27,7 +27,15 @@ from wsproto.events import (
     TextMessage,
 )
 
-from tests.chat.harness import ChatWorld, Frame, Person, chat_world
+from tests.chat.harness import (
+    ChatWorld,
+    Frame,
+    Person,
+    chat_world,
+    presence_changes,
+    shows_presence,
+    shows_someone_offline,
+)
 
 PING_INTERVAL = 0.2
 PING_TIMEOUT = 0.3
@@ -161,8 +169,7 @@ async def test_clients_that_answer_pings_stay_connected(db_url: str) -> None:
                 await a.wait_for(lambda: any(f["data"].get("text") == "still here?"
                                              for f in a.log))
                 await t.sync()
-                assert not [f for f in t.log if f["event"] == "presence"
-                            and not f["data"]["online"]]
+                assert not [f for f in t.log if shows_someone_offline(f)]
                 assert await open_connections(world, teacher, rid, ann) == 1
 
 
@@ -178,15 +185,14 @@ async def test_a_peer_that_stops_answering_is_dropped_and_leaves_the_room(
                 await t.join(rid)
                 assert (await a.request("room/join", {"room_id": rid}))["event"] == "room/join"
                 await a.sync()  # the join is handled (attendance recorded) by now
-                await t.have(lambda f: f["event"] == "presence" and f["data"]["online"]
-                             and f["data"]["user_id"] == ann.id)
+                await t.have(shows_presence(ann.id, True))
                 assert await open_connections(world, teacher, rid, ann) == 1
 
                 a.go_silent()
                 silent_at = trio.current_time()
                 gone = await t.next("presence")
                 took = trio.current_time() - silent_at
-                assert gone["data"] == {**gone["data"], "user_id": ann.id, "online": False}
+                assert presence_changes([gone], ann.id) == [False], gone
                 bound = PING_INTERVAL + PING_TIMEOUT + MARGIN
                 assert took < bound, f"the silent peer was dropped after {took:.2f} s"
                 while await open_connections(world, teacher, rid, ann):

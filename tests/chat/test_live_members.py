@@ -30,7 +30,9 @@ async def test_students_see_the_instructor_and_who_is_online_by_name(db_url: str
                         teacher.id: ("teacher", True), ann.id: ("ann", True),
                         bob.id: ("bob", True), carl.id: ("carl", False)}
                     await b.sync()
+                    await a.have(lambda f: f["event"] == "presence")
                 await a.sync()
                 presence = a.seen("presence")
-                assert presence and all("username" not in f["data"] for f in presence)
+                assert presence and all(set(change) == {"user_id", "name", "online"}
+                                        for f in presence for change in f["data"]["changes"])
                 assert not any("carl" in str(frame) for frame in a.log)

@@ -163,11 +163,10 @@ def test_quit_help_who_and_end_of_input() -> None:
     session = joined_session()
     session.line("/help")
     assert any("/mentor TEXT" in line for line in session.take_output())
-    session.receive(frame("presence", {"room_id": ROOM, "user_id": 3, "name": "Bob",
-                                       "online": True}))
+    bob = {"user_id": 3, "name": "Bob", "online": True}
+    session.receive(frame("presence", {"room_id": ROOM, "changes": [bob], "online_count": 3}))
     assert session.take_output() == ["* Bob is online"]
-    session.receive(frame("presence", {"room_id": ROOM, "user_id": 3, "name": "Bob",
-                                       "online": True}))
+    session.receive(frame("presence", {"room_id": ROOM, "changes": [bob], "online_count": 3}))
     assert session.take_output() == []  # no change, no line
     session.line("/who")
     assert session.take_output() == [
@@ -766,7 +765,7 @@ async def student_story(db_url: str) -> None:
                         assert await client.process.wait() == 0
                         while True:
                             presence = await next_message(teacher, "presence")
-                            if not presence["data"]["online"]:
+                            if not all(c["online"] for c in presence["data"]["changes"]):
                                 break
             nursery.cancel_scope.cancel()
 

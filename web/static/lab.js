@@ -806,8 +806,17 @@
         if (data.room_id === roomId) showAlert(data);
         return;
       case "presence":
-        if (data.room_id === roomId && data.user_id !== meId) {
-          updateRow(data.user_id, (row) => { row.online = Boolean(data.online); });
+        if (data.room_id === roomId && Array.isArray(data.changes) && role !== "student") {
+          // A batch of changes: the grid is drawn once (or asked for again once).
+          let missing = false;
+          for (const change of data.changes) {
+            if (change.user_id === meId) continue;
+            const row = gridRow(change.user_id);
+            if (row) row.online = Boolean(change.online);
+            else missing = true;
+          }
+          if (missing) askTable();
+          else drawGrid();
         }
         return;
       case "steps/table":

@@ -621,23 +621,30 @@
         if (again.length) clearSendError();
       },
       presence: (data) => {
-        const member = room.members.get(data.user_id);
-        if (!member) {
-          // Someone who joined the class after this page loaded.
-          room.members.set(data.user_id, {
-            id: data.user_id, display_name: String(data.name || "?"),
-            role: data.user_id === instructorId ? "instructor" : "student", online: data.online,
-          });
-          renderMembers();
-          return;
+        // One batch per interval: every change since this page's last snapshot or batch.
+        let added = false;
+        for (const change of Array.isArray(data.changes) ? data.changes : []) {
+          const online = Boolean(change.online);
+          const member = room.members.get(change.user_id);
+          if (!member) {
+            // Someone who joined the class after this page loaded.
+            room.members.set(change.user_id, {
+              id: change.user_id, display_name: String(change.name || "?"),
+              role: change.user_id === instructorId ? "instructor" : "student", online,
+            });
+            added = true;
+            continue;
+          }
+          member.online = online;
+          if (added) continue; // redrawn below
+          const item = memberList.querySelector('li[data-user-id="' + change.user_id + '"]');
+          if (item) {
+            item.classList.toggle("online", online);
+            item.querySelector(".member-state").textContent = online ? "online" : "offline";
+          }
         }
-        member.online = Boolean(data.online);
-        const item = memberList.querySelector('li[data-user-id="' + data.user_id + '"]');
-        if (item) {
-          item.classList.toggle("online", member.online);
-          item.querySelector(".member-state").textContent = member.online ? "online" : "offline";
-        }
-        updateOnlineCount();
+        if (added) renderMembers();
+        else updateOnlineCount();
       },
       stored: (frame, data) => {
         if (CHAT_EVENTS.includes(frame.event)) showMessage(frame, data);
