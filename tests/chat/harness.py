@@ -59,15 +59,27 @@ def shows_presence(user_id: int, online: bool) -> Callable[[Frame], bool]:
 
 def presence_view(frames: list[Frame]) -> dict[int, bool]:
     """Who these frames say is online: the last `room/join` answer's members, then the
-    `presence` batches after it."""
+    `presence` batches after it. A change that changes nothing (shown twice) fails."""
     joins = [i for i, f in enumerate(frames) if f["event"] == "room/join"]
     if not joins:
         return {}
     online = {m["id"]: m["online"] for m in frames[joins[-1]]["data"]["members"]}
     for frame in frames[joins[-1] + 1:]:
-        if frame["event"] == "presence":
-            online.update((c["user_id"], c["online"]) for c in frame["data"]["changes"])
+        if frame["event"] != "presence":
+            continue
+        for change in frame["data"]["changes"]:
+            assert set(change) == {"user_id", "name", "online"}, change
+            assert online.get(change["user_id"], False) != change["online"], (
+                f"shown twice: {change} after {online}")
+            online[change["user_id"]] = change["online"]
+        assert frame["data"]["online_count"] == sum(online.values()), frame
     return online
+
+
+async def until_online(peer: Peer, expected: set[int]) -> None:
+    """Read until the peer's presence view is exactly `expected` online."""
+    while {uid for uid, on in presence_view(peer.log).items() if on} != expected:
+        await peer.receive()
 
 
 def shows_someone_offline(frame: Frame) -> bool:

@@ -6,8 +6,9 @@ connection, as separate hosts would be."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from chat.sessions import CLOSE_SIGNED_OUT
 from classroom.bus import DOWN, UP
 from storage.stats import observe_statements
 from tests.chat.harness import ChatWorld, Peer, chat_servers, presence_changes, shows_presence
+from tests.chat.harness import until_online as until_shown
 from tests.redis_server import OwnRedis, own_redis
 
 # Long: what reaches the other server within a test's few seconds came over the bus (or,
@@ -260,3 +262,31 @@ async def test_idle_rooms_cost_the_database_nothing_with_the_bus(
         assert idle == 0
     else:
         assert idle >= 20  # 5 rooms x 2 servers, every 0.1 s: the polling the bus removes
+
+
+async def test_a_join_storm_on_one_server_reaches_the_other_in_few_batches(
+        db_url: str, tmp_path: Path) -> None:
+    """Presence crosses the bus one user at a time, and each server's members still get
+    one batch per interval: every view adds up, each change shown once."""
+    interval = 1.0
+    with trio.fail_after(60):
+        async with bus_servers(db_url, tmp_path, presence_interval=interval) as (_, one, two):
+            lesson = await one.live_class("teacher", *[f"s{i}" for i in range(16)])
+            rid = lesson.room.id
+            everyone = {p.id for p in lesson.people}
+            async with one.joined(rid, lesson.teacher) as (t,), AsyncExitStack() as stack:
+                peers = [await stack.enter_async_context(two.connect(p))
+                         for p in lesson.students]
+                began = trio.current_time()
+                async with trio.open_nursery() as nursery:
+                    for peer in peers:
+                        nursery.start_soon(peer.join, rid)
+                await until_shown(t, everyone)
+                took = trio.current_time() - began
+                batches = len(t.seen("presence"))
+                assert batches <= math.ceil(took / interval) + 1, (batches, took)
+                assert batches < len(peers)
+                for peer in peers:  # the instructor is on the other server
+                    await until_shown(peer, everyone)
+            async with two.joined(rid, lesson.students[0]) as (s,):
+                await until_shown(s, {lesson.students[0].id})

@@ -11,33 +11,11 @@ from contextlib import AsyncExitStack
 import trio
 
 from chat.presence import Change, RoomPresence, batch_frame
-from tests.chat.harness import ChatWorld, Frame, Peer, Person, chat_world
+from tests.chat.harness import ChatWorld, Frame, Peer, Person, chat_world, until_online
 
 STUDENTS = 24
 # Long enough that a storm of joins spans few intervals even on a loaded machine.
 INTERVAL = 1.0
-
-
-def view(peer: Peer) -> dict[int, bool]:
-    """Who the peer was told is online: its last join answer, then the batches after it.
-    A change that changes nothing (shown twice) fails."""
-    start = max(i for i, f in enumerate(peer.log) if f["event"] == "room/join")
-    online = {m["id"]: m["online"] for m in peer.log[start]["data"]["members"]}
-    for frame in peer.log[start + 1:]:
-        if frame["event"] != "presence":
-            continue
-        for change in frame["data"]["changes"]:
-            assert set(change) == {"user_id", "name", "online"}, change
-            assert online.get(change["user_id"], False) != change["online"], (
-                f"shown twice: {change} after {online}")
-            online[change["user_id"]] = change["online"]
-        assert frame["data"]["online_count"] == sum(online.values()), frame
-    return online
-
-
-async def until_view(peer: Peer, expected: set[int]) -> None:
-    while {uid for uid, on in view(peer).items() if on} != expected:
-        await peer.receive()
 
 
 async def storm(world: ChatWorld, room_id: int, people: list[Person],
@@ -60,7 +38,7 @@ async def test_a_join_storm_gives_each_member_a_few_batches_that_add_up(db_url: 
                 await t.join(rid)
                 began = trio.current_time()
                 peers = await storm(world, rid, list(lesson.students), stack)
-                await until_view(t, everyone)
+                await until_online(t, everyone)
                 took = trio.current_time() - began
                 # One batch per interval (the first may go at once), not one per join.
                 batches = len(t.seen("presence"))
@@ -70,7 +48,7 @@ async def test_a_join_storm_gives_each_member_a_few_batches_that_add_up(db_url: 
                 assert not any("username" in c for f in t.seen("presence")
                                for c in f["data"]["changes"])
                 for peer in peers:
-                    await until_view(peer, everyone)
+                    await until_online(peer, everyone)
                     assert len(peer.seen("presence")) <= batches + 1
                 # Half leave at once: again a few batches, and every view agrees.
                 leaving = len(peers) // 2
@@ -79,11 +57,11 @@ async def test_a_join_storm_gives_each_member_a_few_batches_that_add_up(db_url: 
                 for peer in peers[:leaving]:
                     await peer.ws.aclose()
                 stayed = everyone - {p.id for p in lesson.students[:leaving]}
-                await until_view(t, stayed)
+                await until_online(t, stayed)
                 took = trio.current_time() - began
                 assert len(t.seen("presence")) - before <= math.ceil(took / INTERVAL) + 1
                 for peer in peers[leaving:]:
-                    await until_view(peer, stayed)
+                    await until_online(peer, stayed)
 
 
 async def test_a_member_joining_mid_interval_gets_only_what_follows_its_snapshot(
@@ -97,14 +75,14 @@ async def test_a_member_joining_mid_interval_gets_only_what_follows_its_snapshot
                 # Each joins while the others' arrivals may still wait for their batch.
                 async with world.joined(rid, ann, bob, carl) as (a, b, c):
                     for peer in (t, a, b, c):
-                        await until_view(peer, {teacher.id, ann.id, bob.id, carl.id})
+                        await until_online(peer, {teacher.id, ann.id, bob.id, carl.id})
                         # The joiner's own arrival is in its snapshot, never in a batch.
                         me = peer.person
                         assert me is not None
                         assert not [f for f in peer.seen("presence")
                                     if any(ch["user_id"] == me.id
                                            for ch in f["data"]["changes"])]
-                await until_view(t, {teacher.id})
+                await until_online(t, {teacher.id})
 
 
 def changes(*pairs: tuple[int, bool]) -> list[Change]:
