@@ -15,6 +15,7 @@ divided by the idle connections added. A step 0 is always run first.
 
     python benchmarks/idle_connections.py                    # 0, 1000, 2000, 5000
     python benchmarks/idle_connections.py --steps 0 500 1000 --db sqlite:///tmp/idle.db
+    python benchmarks/idle_connections.py --steps 5000 --over 60  # a join storm, paced
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ class IdleRoom:
         probe = await self.enter(probe_token)
         self.nursery.start_soon(self._probe_reader, probe)
 
-    async def add_idle(self, tokens: list[str]) -> None:
+    async def add_idle(self, tokens: list[str], *, over: float = 0.0) -> None:
+        """Connect and join each; CONNECT_BATCH at a time, or (`over` > 0) one by one at a
+        steady pace spread over that many seconds (a class arriving, not a stampede)."""
         async def one(token: str) -> None:
             started = time.monotonic()
             try:
@@ -120,6 +123,13 @@ class IdleRoom:
             self.alive += 1
             self.nursery.start_soon(self._idle_reader, client)
 
+        if over > 0:
+            began, gap = trio.current_time(), over / max(1, len(tokens))
+            async with trio.open_nursery() as paced:
+                for i, token in enumerate(tokens):
+                    await trio.sleep_until(began + i * gap)
+                    paced.start_soon(one, token)
+            return
         for start in range(0, len(tokens), CONNECT_BATCH):
             async with trio.open_nursery() as batch:
                 for token in tokens[start:start + CONNECT_BATCH]:
@@ -181,7 +191,7 @@ class IdleRoom:
 
 
 async def run_steps(chat_url: str, db_url: str, steps: list[int],
-                    server_pid: str) -> list[dict[str, Any]]:
+                    server_pid: str, over: float = 0.0) -> list[dict[str, Any]]:
     started = time.monotonic()
     teacher_token, tokens, room_id = await setup(db_url, steps[-1] + 2)
     print(f"setup: {len(tokens)} students in {time.monotonic() - started:.1f} s",
@@ -197,7 +207,7 @@ async def run_steps(chat_url: str, db_url: str, steps: list[int],
         for step in steps:
             connect_started = time.monotonic()
             room.join_ms, room.presence_frames = [], 0
-            await room.add_idle(idle_tokens[len(room.idle):step])
+            await room.add_idle(idle_tokens[len(room.idle):step], over=over)
             connect_s = time.monotonic() - connect_started
             await room.message()  # everyone has caught up with the joins' presence frames
             storm = sorted(room.join_ms)
@@ -244,6 +254,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1000, 2000, 5000],
                         help="idle connections to hold at each step (0 is added)")
     parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--over", type=float, default=0.0, metavar="SECONDS",
+                        help="pace each step's joins evenly over this many seconds "
+                             "(default: 100 at a time, as fast as they go)")
     args = parser.parse_args()
     steps = sorted({0, *args.steps})
     limit = raise_fd_limit()
@@ -261,7 +274,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db_url = args.db or f"sqlite:///{tmp}/bench.db"
         with server_process(db_url) as urls:
-            rows = trio.run(run_steps, urls["chat"], db_url, steps, urls["pid"])
+            rows = trio.run(run_steps, urls["chat"], db_url, steps, urls["pid"], args.over)
     report("idle_connections", ["connections", "rss_mib", "kib_per_connection", "fds",
                                 "join_ms", "message_ms", "connect_s", "storm_join_p99_ms",
                                 "presence_per_member", "idle_cpu_pct"],

@@ -90,15 +90,12 @@ class LiveRoom:
         return (self.clients() if only is None
                 else [c for uid in only for c in self.by_user.get(uid, ())])
 
-    def deliver(self, frame: bytes, *, only: tuple[int, ...] | None = None) -> None:
-        for client in self._targets(only):
-            client.deliver(self.id, frame)
-
     async def deliver_in_slices(self, frame: bytes, *,
                                 only: tuple[int, ...] | None = None) -> None:
-        """`deliver`, letting other tasks run after every FANOUT_SLICE members. The yield
-        is shielded: a stored event reaches every member even when the caller is being
-        cancelled. A member who left the room meanwhile is skipped."""
+        """The frame to its members (`only` these users, or all), letting other tasks run
+        after every FANOUT_SLICE members. The yield is shielded: a stored event reaches every
+        member even when the caller is being cancelled. A member who left the room meanwhile
+        is skipped."""
         targets = self._targets(only)
         for start in range(0, len(targets), FANOUT_SLICE):
             if start:

@@ -123,8 +123,8 @@ async def peer(chat_url: str, token: str) -> AsyncIterator[Peer]:
 
 
 async def until_presence(p: Peer, user_id: int, online: bool) -> None:
-    await p.have(lambda f: f["event"] == "presence" and f["data"]["user_id"] == user_id
-                 and f["data"]["online"] is online)
+    await p.have(lambda f: f["event"] == "presence" and [
+        c["online"] for c in f["data"]["changes"] if c["user_id"] == user_id] == [online])
 
 
 async def test_message_presence_and_kick_cross_two_processes(tmp_path: Path) -> None:
