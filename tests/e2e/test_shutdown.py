@@ -4,7 +4,7 @@ started it and crashed), so its "shutting down" line can never be written or fai
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,10 +41,17 @@ async def _started(tmp_path: Path) -> tuple[trio.Process, int]:
 async def test_sigterm_with_a_full_stdout_pipe_still_exits_in_time(tmp_path: Path) -> None:
     process, read_end = await _started(tmp_path)
     try:
-        # Fill the (empty) pipe to its capacity from our side: the server's next line blocks.
-        write_end = os.open(f"/proc/self/fd/{read_end}", os.O_WRONLY)
-        capacity = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
-        assert os.write(write_end, b"x" * capacity) == capacity
+        # Fill the pipe from our side, so the server's next line blocks. Non-blocking: the
+        # server may have written since, and a blocking write of the whole capacity would
+        # then hang this test for good (no fail_after can interrupt it).
+        write_end = os.open(f"/proc/self/fd/{read_end}", os.O_WRONLY | os.O_NONBLOCK)
+        for chunk in (b"x" * 4096, b"x"):  # then byte by byte: up to 4 KiB writes are all-or-none
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    os.write(write_end, chunk)
+        with contextlib.suppress(BlockingIOError):
+            os.write(write_end, b"x")
+            raise AssertionError("the pipe should be full")
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(EXIT_WITHIN):
             code = await process.wait()
