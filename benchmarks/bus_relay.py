@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import trio
@@ -38,7 +37,7 @@ from trio_websocket import open_websocket_url
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import percentile, report
+from benchmarks.common import percentile, report, server_process
 from benchmarks.http_load import throwaway_mysql
 from classroom.accounts import _HASHER, hash_token
 from classroom.clock import utcnow
@@ -76,31 +75,10 @@ def own_redis() -> Iterator[str]:
             proc.wait(10)
 
 
-@contextmanager
-def chat_server(db_url: str, name: str, bus: str | None) -> Iterator[dict[str, str]]:
-    args = [sys.executable, "-m", "classroom.cli", "serve", "--no-http", "--chat",
-            "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--db", db_url, "--server-name", name,
-            "--chat-per-address", "10000"]
-    if bus:
-        args += ["--bus", bus]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    urls: dict[str, str] = {"pid": str(proc.pid)}
-    assert proc.stdout is not None
-    while len(urls) < 3:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"chat server {name} did not start")
-        if m := re.match(r"classroom: (chat|metrics) on (\S+)", line):
-            urls[m.group(1)] = m.group(2)
-    try:
-        yield urls
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def chat_server(db_url: str, name: str, bus: str | None
+                ) -> AbstractContextManager[dict[str, str]]:
+    extra = ["--no-http", "--metrics", "127.0.0.1:0", "--server-name", name]
+    return server_process(db_url, *extra, *(["--bus", bus] if bus else []))
 
 
 def statements(metrics_url: str) -> float:

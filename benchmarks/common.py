@@ -20,8 +20,9 @@ RESULTS = Path(__file__).parent / "results"
 @contextmanager
 def server_process(db_url: str, *extra: str) -> Iterator[dict[str, str]]:
     """Start `classroom serve` on free ports; yields {"http": url, "chat": url, "pid": pid}
-    (without the listener that `--no-http` / `--no-chat` in `extra` turns off)."""
-    wanted = 2 - ("--no-http" in extra) - ("--no-chat" in extra)
+    (without the listener that `--no-http` / `--no-chat` in `extra` turns off, and with
+    "metrics" when `extra` asks for `--metrics`)."""
+    wanted = 2 - ("--no-http" in extra) - ("--no-chat" in extra) + ("--metrics" in extra)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "classroom.cli", "serve", "--http", "127.0.0.1:0",
@@ -36,7 +37,7 @@ def server_process(db_url: str, *extra: str) -> Iterator[dict[str, str]]:
         line = proc.stdout.readline()
         if not line:
             break
-        if m := re.match(r"classroom: (HTTP|chat) on (\S+)", line):
+        if m := re.match(r"classroom: (HTTP|chat|metrics) on (\S+)", line):
             urls[m.group(1).lower()] = m.group(2)
     if len(urls) < wanted:
         proc.kill()
