@@ -83,11 +83,12 @@ def _progress(label: str, seconds: float) -> Callable[[int], None]:
 
 
 def run_python_load(host: str, port: int, requests: list[str], expect: str, clients: int,
-                    seconds: float, processes: int, label: str) -> dict[str, Any]:
+                    seconds: float, processes: int, label: str, rate: float | None = None
+                    ) -> dict[str, Any]:
     start = time.time() + 0.5  # the processes' start-up
     job = {"host": host, "port": port, "requests": requests, "expect": expect,
            "connections": clients, "warmup_until": start + WARMUP,
-           "until": start + WARMUP + seconds, "offset": 0}
+           "until": start + WARMUP + seconds, "offset": 0, "rate": rate}
     result = loadgen.run(job, processes, _progress(label, seconds))
     if sys.stdout.isatty():
         print("\r", end="")
@@ -156,55 +157,70 @@ class Suite:
             raise SystemExit("wrk is not installed (apt-get install wrk)")
 
     def http_row(self, name: str, url: str, path: str, header: tuple[str, list[str]],
-                 expect: str, clients: int, pid: str, baseline: dict[int, float]
-                 ) -> dict[str, Any]:
+                 expect: str, clients: int, pid: str, baseline: dict[Any, float],
+                 rate: float | None = None) -> dict[str, Any]:
+        """One row: closed loop (wrk or ours), or paced at `rate` requests/s (ours: wrk
+        cannot pace, and its latency is measured from when a connection was free)."""
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
-        label = f"{name} x{clients}"
+        label = f"{name} x{clients}" + (f" @{rate:,.0f}/s" if rate else "")
         cpu = cpu_seconds(pid)
-        if self.wrk:
+        if self.wrk and not rate:
             measured = run_wrk(f"http://{host}:{port}", path, header, clients,
                                self.args.seconds, label)
             stats = measured.pop("wrk")
             cpu = cpu_seconds(pid) - cpu  # includes wrk's warm-up second
-            cpu_requests = stats["requests"] * (self.args.seconds + WARMUP) / self.args.seconds
         else:
             name_, values = header
             requests = [_request(host, port, path, {name_: v}) for v in values]
             measured = run_python_load(host, port, requests, expect, clients, self.args.seconds,
-                                       self.args.load_processes, label)
+                                       self.args.load_processes, label, rate)
             cpu = cpu_seconds(pid) - cpu
             lat = measured["latencies"]
             stats = {"requests": len(lat), "req_per_s": len(lat) / self.args.seconds,
                      "p50_ms": 1000 * percentile(lat, 50), "p90_ms": 1000 * percentile(lat, 90),
                      "p99_ms": 1000 * percentile(lat, 99),
                      "max_ms": 1000 * max(lat, default=float("nan"))}
-            cpu_requests = stats["requests"] * (self.args.seconds + WARMUP) / self.args.seconds
-        rate = stats["req_per_s"]
+        cpu_requests = stats["requests"] * (self.args.seconds + WARMUP) / self.args.seconds
+        achieved = stats["req_per_s"]
+        key = (clients, rate)
         if name == "bare-h11":
-            baseline[clients] = rate
-        row = {"path": name, "clients": clients, "req_per_s": rate,
-               "x_bare": round(rate / baseline[clients], 3) if baseline.get(clients) else None,
+            baseline[key] = achieved if not rate else stats["p99_ms"]
+        # Closed loop: throughput against bare-h11's; paced: bare-h11's p99 against ours
+        # (both at the same rate, so 1.0 means our path adds nothing to the tail).
+        ours = achieved if not rate else stats["p99_ms"]
+        ratio = (ours / baseline[key] if not rate else baseline[key] / max(ours, 1e-9)) \
+            if baseline.get(key) else None
+        row = {"path": name + (f"@{rate:.0f}" if rate else ""), "clients": clients,
+               "req_per_s": achieved, "paced_rate": rate,
+               "x_bare": round(ratio, 3) if ratio is not None else None,
                "p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"],
                "max_ms": stats["max_ms"], "errors": sum(measured["errors"].values()),
                "server_cpu_ms": 1000 * cpu / max(1.0, cpu_requests),
                "error_kinds": measured["errors"], "requests": stats["requests"],
-               "p90_ms": stats["p90_ms"], "loadgen": "wrk" if self.wrk else "python"}
+               "p90_ms": stats["p90_ms"], "loadgen": "wrk" if self.wrk and not rate else
+               "python"}
         self.rows.append(row)
         errors = f"  errors {row['errors']} {measured['errors']}" if row["errors"] else ""
-        print(f"  {label:16} {rate:9,.0f} req/s  x{row['x_bare'] or 0:.3f}  "
+        print(f"  {label:24} {achieved:9,.0f} req/s  x{row['x_bare'] or 0:.3f}  "
               f"p50 {row['p50_ms'] or 0:6.1f} ms  p99 {row['p99_ms'] or 0:6.1f} ms  "
               f"{row['server_cpu_ms']:.2f} ms CPU/req{errors}", flush=True)
         return row
 
     def http(self) -> None:
-        baseline: dict[int, float] = {}
+        baseline: dict[Any, float] = {}
+        paced = {name: rate for name, rate in self.args.paced.items()
+                 if name in self.args.paths and rate > 0}
+        paced_clients = max(self.args.clients)
         print("HTTP: bare h11 over trio (constant body)", flush=True)
         with bare_server("h11") as bare:
             url = f"http://127.0.0.1:{bare['port']}"
             for clients in self.args.clients:
                 self.http_row("bare-h11", url, "/", ("Accept", ["*/*"]), '"status"', clients,
                               bare["pid"], baseline)
+            for rate in sorted(set(paced.values())):
+                self.http_row("bare-h11", url, "/", ("Accept", ["*/*"]), '"status"',
+                              paced_clients, bare["pid"], baseline, rate)
         workers = ["--workers", str(self.args.workers)] if self.args.workers > 1 else []
         with self.database() as db_url, server_process(db_url, "--no-chat", *workers) as urls:
             print(f"HTTP: classroom serve on {db_url.split('@')[-1]} (pid {urls['pid']})",
@@ -224,6 +240,10 @@ class Suite:
                     path, header, expect = paths[name]
                     self.http_row(name, urls["http"], path, header, expect, clients,
                                   urls["pid"], baseline)
+            for name, rate in paced.items():
+                path, header, expect = paths[name]
+                self.http_row(name, urls["http"], path, header, expect, paced_clients,
+                              urls["pid"], baseline, rate)
 
     def fanout(self) -> None:
         members, messages = self.args.members, self.args.messages
@@ -282,6 +302,19 @@ class Suite:
                 yield url
 
 
+def _paced(text: str) -> dict[str, float]:
+    if text.strip().lower() == "none":
+        return {}
+    rates = {}
+    for item in text.split(","):
+        name, _, rate = item.partition("=")
+        if name.strip() not in HTTP_PATHS or not rate.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: want PATH=RATE, PATH one of "
+                                             f"{', '.join(HTTP_PATHS)}")
+        rates[name.strip()] = float(rate)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -299,8 +332,16 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000,
                         help="idle WebSocket clients held in one room (default 1000)")
     parser.add_argument("--only", choices=["http", "fanout", "idle"])
-    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
-                        help="auto: wrk when installed, else benchmarks/loadgen.py")
+    parser.add_argument("--loadgen", choices=["python", "wrk", "auto"], default="python",
+                        help="closed-loop rows: benchmarks/loadgen.py (default), wrk, or "
+                             "auto (wrk when installed). wrk's p99 is inflated on 2 cores: "
+                             "it showed 470 ms against bare h11 where ours showed 30 ms at "
+                             "the same throughput")
+    parser.add_argument("--paced", type=_paced, default=_paced("api=4000,page=2000"),
+                        metavar="PATH=RATE,...",
+                        help="paced (open-loop) rows at the largest --clients, latency from "
+                             "the scheduled send time (default api=4000,page=2000; "
+                             "'none' for none); bare-h11 runs at each rate too")
     parser.add_argument("--load-processes", type=int, default=2,
                         help="processes of the Python load generator (default 2)")
     parser.add_argument("--db", help="database URL (default: a throwaway MariaDB database)")

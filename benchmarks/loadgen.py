@@ -1,5 +1,4 @@
-"""A closed-loop HTTP/1.1 keep-alive load generator in its own processes (wrk's job when wrk
-is not installed).
+"""An HTTP/1.1 keep-alive load generator in its own processes, closed-loop or paced.
 
 Each process drives its share of the connections with one epoll loop on raw non-blocking
 sockets: send a pre-built request, read until Content-Length is complete, record the
@@ -7,17 +6,27 @@ latency, check the status and a marker in the body, send the next. No HTTP libra
 async framework, so a request costs the measuring side a few microseconds and the server,
 not the client, is what gets measured.
 
+Closed loop (the default) sends the next request as soon as the last is answered: it finds
+the most a server does, but its latency says little, since by Little's law K clients at R
+requests/s wait K/R on average whatever the server does. Paced (`"rate"`: requests/s over
+all connections, open loop) gives each connection a schedule, one request every
+connections/rate seconds from a random phase, and measures each latency from the time the
+schedule said to send, not from when the connection was free again: a server that stalls
+is charged for every request that queued behind the stall (no coordinated omission).
+
 Run by `benchmarks/__main__.py` (or by hand):
 
     python -m benchmarks.loadgen < job.json      # {"host", "port", "requests": [bytes as str],
                                                  #  "connections", "warmup_until", "until",
-                                                 #  "expect"}; prints progress, then one JSON line
+                                                 #  "expect", "rate"?}; prints one JSON line
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import multiprocessing
+import random
 import selectors
 import socket
 import sys
@@ -30,13 +39,15 @@ CONNECT_TIMEOUT: Final = 10.0
 
 
 class _Conn:
-    __slots__ = ("buf", "request", "sent_at", "sock")
+    __slots__ = ("buf", "busy", "due", "request", "sent_at", "sock")
 
     def __init__(self, sock: socket.socket, request: bytes) -> None:
         self.sock = sock
         self.request = request
         self.buf = bytearray()
-        self.sent_at = 0.0
+        self.sent_at = 0.0  # paced: when the schedule said to send, not when it was sent
+        self.busy = False
+        self.due = 0.0
 
 
 def _response_end(buf: bytearray) -> tuple[int, int] | None:
@@ -59,14 +70,18 @@ def _response_end(buf: bytearray) -> tuple[int, int] | None:
 def run_share(job: dict[str, Any], progress: Callable[[int], None] | None = None
               ) -> dict[str, Any]:
     """Drive `job["connections"]` connections until `job["until"]` (wall clock); what
-    completes before `warmup_until` is not counted."""
+    completes before `warmup_until` is not counted. With `job["rate"]` (this share's
+    requests/s) each connection follows a schedule instead of sending at once."""
     host, port = job["host"], job["port"]
     requests = [r.encode("latin-1") for r in job["requests"]]
     expect = job["expect"].encode()
     warmup_until, until = job["warmup_until"], job["until"]
+    rate = job.get("rate")
+    interval = job["connections"] / rate if rate else 0.0
     selector = selectors.EpollSelector()
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    schedule: list[tuple[float, int, _Conn]] = []  # paced: (due, tie-break, connection)
 
     def error(kind: str) -> None:
         errors[kind] = errors.get(kind, 0) + 1
@@ -83,13 +98,23 @@ def run_share(job: dict[str, Any], progress: Callable[[int], None] | None = None
         selector.register(sock, selectors.EVENT_READ, conn)
         return conn
 
-    def send(conn: _Conn) -> None:
-        conn.sent_at = time.time()
+    def send(conn: _Conn, intended: float | None = None) -> None:
+        now = time.time()
+        conn.sent_at = now if intended is None else intended
+        conn.busy = True
         conn.sock.send(conn.request)  # a few hundred bytes: the socket buffer takes them
 
+    def plan(conn: _Conn, due: float) -> None:
+        conn.due = due
+        heapq.heappush(schedule, (due, id(conn), conn))
+
     conns = [c for i in range(job["connections"]) if (c := open_conn(job["offset"] + i))]
+    first = time.time()
     for conn in conns:
-        send(conn)
+        if rate:
+            plan(conn, first + random.uniform(0, interval))
+        else:
+            send(conn)
     done = 0
     next_progress = time.time() + 1.0
     while conns:
@@ -99,7 +124,16 @@ def run_share(job: dict[str, Any], progress: Callable[[int], None] | None = None
         if progress is not None and now >= next_progress:
             progress(done)
             next_progress += 1.0
-        for key, _ in selector.select(timeout=min(0.2, until - now)):
+        # Paced: send what is due on idle connections; a busy one sends when it is free,
+        # still charged from its due time.
+        while schedule and schedule[0][0] <= now:
+            due, _, conn = heapq.heappop(schedule)
+            if conn in conns and not conn.busy:
+                send(conn, due)
+        wait = min(0.2, until - now)
+        if schedule:
+            wait = max(0.0, min(wait, schedule[0][0] - now))
+        for key, _ in selector.select(timeout=wait):
             conn = key.data
             try:
                 chunk = conn.sock.recv(RECEIVE)
@@ -114,7 +148,10 @@ def run_share(job: dict[str, Any], progress: Callable[[int], None] | None = None
                 conns.remove(conn)
                 if (fresh := open_conn(job["offset"])) is not None:
                     conns.append(fresh)
-                    send(fresh)
+                    if rate:
+                        plan(fresh, time.time())
+                    else:
+                        send(fresh)
                 continue
             conn.buf += chunk
             try:
@@ -126,6 +163,7 @@ def run_share(job: dict[str, Any], progress: Callable[[int], None] | None = None
                 continue
             status, total = end
             finished = time.time()
+            conn.busy = False
             body_ok = expect in conn.buf[:total]
             del conn.buf[:total]
             if finished >= warmup_until and conn.sent_at >= warmup_until:
@@ -136,8 +174,19 @@ def run_share(job: dict[str, Any], progress: Callable[[int], None] | None = None
                 else:
                     latencies.append(finished - conn.sent_at)
                     done += 1
-            if finished < until:
+            if finished >= until:
+                continue
+            if not rate:
                 send(conn)
+                continue
+            # The next request is due one interval after the last one was; if that time
+            # has passed (the server was slow), it goes now and its wait counts.
+            due = conn.due + interval
+            if due <= finished:
+                conn.due = due
+                send(conn, due)
+            else:
+                plan(conn, due)
     for conn in conns:
         conn.sock.close()
     selector.close()
@@ -161,8 +210,10 @@ def run(job: dict[str, Any], processes: int,
     for share in shares:
         if share == 0:
             continue
+        rate = job["rate"] * share / total if job.get("rate") else None
         proc = ctx.Process(target=_worker, args=(len(workers), {**job, "connections": share,
-                                                                "offset": offset}, queue),
+                                                                "offset": offset,
+                                                                "rate": rate}, queue),
                            daemon=True)
         proc.start()
         workers.append(proc)
