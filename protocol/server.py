@@ -26,7 +26,6 @@ import errno
 import logging
 import math
 import socket
-from email.utils import formatdate
 from typing import Any, Final
 
 import attrs
@@ -38,6 +37,8 @@ from .errors import HTTPError
 from .messages import Handler, Request, Response
 from .wire import (
     ErrorPage,
+    HTTPDate,
+    ResponseFraming,
     default_error_page,
     head_size,
     request_from_head,
@@ -153,6 +154,8 @@ class HTTPServer:
         self.limits = limits
         self.error_page = error_page or default_error_page
         self.server_header = server_header
+        self.date = HTTPDate()
+        self.framing = ResponseFraming(server_header)
         self._connections: set[_Connection] = set()
         self._per_address: ConnectionCounts[str] = ConnectionCounts(
             limits.max_connections_per_address)
@@ -281,7 +284,7 @@ class HTTPServer:
                 )
                 page = _render_error(self, None, error)
                 event, body = response_to_h11(
-                    page, method=None, close=True, server=self.server_header, date=_now()
+                    page, method=None, close=True, server=self.server_header, date=self.date()
                 )
                 state = h11.Connection(h11.SERVER)
                 data = b"".join(
@@ -315,16 +318,30 @@ async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
-def _now() -> str:
-    return formatdate(usegmt=True)
-
-
 def _render_error(server: HTTPServer, request: Request | None, error: HTTPError) -> Response:
     try:
         return server.error_page(request, error)
     except Exception:
         logger.exception("error page failed for %s", error)
         return default_error_page(request, error)
+
+
+class _Body:
+    """A request body as it arrives, counted against its limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.chunks: list[bytes] = []
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise HTTPError(413, f"request body over {self.limit} bytes")
+        self.chunks.append(bytes(data))
+
+    def joined(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 class _Connection:
@@ -368,7 +385,9 @@ class _Connection:
                 refused = HTTPError(431)
             if refused is None:
                 try:
-                    request = attrs.evolve(request, body=await self._receive_body(request))
+                    body = await self._receive_body(request)
+                    if body:
+                        request = attrs.evolve(request, body=body)
                 except HTTPError as error:
                     refused = error
             if refused is not None:
@@ -427,23 +446,30 @@ class _Connection:
         if self.h11.they_are_waiting_for_100_continue:
             continue_event = h11.InformationalResponse(status_code=100, headers=[])
             await self._send_all(self.h11.send(continue_event) or b"")
-        chunks: list[bytes] = []
-        size = 0
+        body = _Body(limit)
+        # No body (most requests), or all of it received already: no time-out to set.
+        if self._take_body(body):
+            return body.joined()
         with trio.move_on_after(self.limits.body_timeout):
             while True:
-                event = self._next_event()
-                if event is h11.NEED_DATA:
-                    self.h11.receive_data(await self._receive())
-                elif isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > limit:
-                        raise HTTPError(413, f"request body over {limit} bytes")
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    return b"".join(chunks)
-                else:
-                    raise HTTPError(400, "incomplete request body")
+                self.h11.receive_data(await self._receive())
+                if self._take_body(body):
+                    return body.joined()
         raise HTTPError(408, "timed out waiting for the request body")
+
+    def _take_body(self, body: _Body) -> bool:
+        """Move what h11 has of the body into `body`; True once the body is complete.
+        HTTPError(413) past its limit, HTTPError(400) for broken framing."""
+        while True:
+            event = self._next_event()
+            if event is h11.NEED_DATA:
+                return False
+            if isinstance(event, h11.Data):
+                body.add(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return True
+            else:
+                raise HTTPError(400, "incomplete request body")
 
     async def _call_handler(self, request: Request) -> Response:
         with trio.move_on_after(self.limits.handler_timeout):
@@ -479,8 +505,8 @@ class _Connection:
             or "close" in (response.header("connection") or "").lower()
         )
         method = request.method if request is not None else None
-        event, body = response_to_h11(
-            response, method=method, close=close, server=self.server.server_header, date=_now()
+        event, body = self.server.framing.frame(
+            response, method=method, close=close, date=self.server.date()
         )
         data = self.h11.send(event) or b""
         if body:

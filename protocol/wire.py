@@ -8,7 +8,9 @@ Connection) live here so they can be tested without a socket.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Final
 
 import h11
@@ -18,6 +20,8 @@ from .messages import Request, Response
 
 __all__ = [
     "ErrorPage",
+    "HTTPDate",
+    "ResponseFraming",
     "default_error_page",
     "head_size",
     "request_from_head",
@@ -34,6 +38,10 @@ _SERVER_OWNED: Final = frozenset(
 # Statuses that never carry a body (RFC 9110 6.4.1); 204 must not even send Content-Length,
 # and for 304 the length of the unsent representation is not known here.
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+# ResponseFraming keeps at most this many framed responses, each with a body of at most
+# FRAMED_BODY_BYTES, for at most one Date (a second): what it can pin is small and brief.
+MAX_FRAMED: Final = 64
+FRAMED_BODY_BYTES: Final = 64 * 1024
 
 
 def default_error_page(request: Request | None, error: HTTPError) -> Response:
@@ -121,3 +129,55 @@ def response_to_h11(
         headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
     )
     return event, body
+
+
+class HTTPDate:
+    """The Date header value for now (RFC 9110 IMF-fixdate), formatted once per second:
+    formatting it per response cost more than everything else in the Date's path."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._second = -1
+        self._value = ""
+
+    def __call__(self) -> str:
+        second = int(self._clock())
+        if second != self._second:
+            self._value = formatdate(second, usegmt=True)
+            self._second = second
+        return self._value
+
+
+class ResponseFraming:
+    """`response_to_h11` that frames a Response it has already framed under the same Date
+    (same HEAD-or-not, same close) once: handlers hand out one cached Response object to
+    many requests (the API's per-class answers), and building and validating its h11 event
+    is a large part of the cost of such a request. h11 events are immutable, so one event
+    can go out on any number of connections.
+
+    Responses are known by identity, not value (hashing a body per request would cost what
+    this saves); an entry keeps its Response alive, so an id is not reused while kept.
+    Everything kept is dropped when the Date changes.
+    """
+
+    def __init__(self, server: str) -> None:
+        self._server = server
+        self._date = ""
+        self._framed: dict[tuple[int, bool, bool], tuple[Response, h11.Response, bytes]] = {}
+
+    def frame(self, response: Response, *, method: str | None, close: bool, date: str
+              ) -> tuple[h11.Response, bytes]:
+        """What `response_to_h11(response, method=, close=, server=, date=)` returns."""
+        if date != self._date:
+            self._framed.clear()
+            self._date = date
+        key = (id(response), method == "HEAD", close)
+        kept = self._framed.get(key)
+        if kept is not None and kept[0] is response:
+            return kept[1], kept[2]
+        event, body = response_to_h11(
+            response, method=method, close=close, server=self._server, date=date
+        )
+        if len(self._framed) < MAX_FRAMED and len(response.body) <= FRAMED_BODY_BYTES:
+            self._framed[key] = (response, event, body)
+        return event, body
