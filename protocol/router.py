@@ -187,4 +187,4 @@ class Router:
 
     async def __call__(self, request: Request) -> Response:
         handler, params = self.resolve(request)
-        return await handler(attrs.evolve(request, params=params))
+        return await handler(request.with_params(params))

@@ -17,6 +17,7 @@ import h11
 
 from .errors import HTTPError
 from .messages import Request, Response
+from .urls import parse_target
 
 __all__ = [
     "ErrorPage",
@@ -64,7 +65,9 @@ def head_size(head: h11.Request) -> int:
     incomplete: one that arrives whole in a single read is accepted at any size.
     """
     request_line = len(head.method) + len(head.target) + len(b"  HTTP/1.1\r\n")
-    fields = sum(len(name) + len(value) + len(b": \r\n") for name, value in head.headers)
+    fields = sum(
+        len(name) + len(value) + len(b": \r\n") for name, value in head.headers.raw_items()
+    )
     return request_line + fields + len(b"\r\n")
 
 
@@ -80,12 +83,16 @@ def request_from_head(
     """
     method = head.method.decode("ascii")
     target = head.target.decode("latin-1")
-    # h11 has already lower-cased the names.
+    # raw_items() is a plain list (iterating the Headers sequence itself goes item by item
+    # through Python); names are tokens, so lower-casing them as text is h11's lower-casing.
     headers = tuple(
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers
+        (name.decode("ascii").lower(), value.decode("latin-1"))
+        for name, value in head.headers.raw_items()
     )
     try:
-        request = Request.make(method, target, headers=headers, client=client)
+        path, query = parse_target(target)
+        request = Request(method=method.upper(), target=target, path=path, query=query,
+                          headers=headers, client=client)
     except HTTPError as error:
         raw = Request(
             method=method,
