@@ -232,7 +232,7 @@ class Suite:
                 "api": (f"/api/v1/classrooms/{classroom_id}/posts",
                         ("Authorization", [f"Bearer {t}" for t in tokens]), '"posts"'),
                 "page": (f"/classrooms/{classroom_id}",
-                         ("Cookie", [f"classroom_session={t}" for t in tokens]),
+                         ("Cookie", [http_load.page_cookie(t) for t in tokens]),
                          'class="post-title"'),
             }
             for clients in self.args.clients:

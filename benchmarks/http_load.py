@@ -150,6 +150,13 @@ def build_request(host: str, port: int, path: str, headers: dict[str, str]) -> b
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def page_cookie(token: str) -> str:
+    """The Cookie header a browser sends for the class page once it has been there: the
+    session and the CSRF cookie the first answer set (without it, every answer would make a
+    new CSRF token and Set-Cookie, which no browser asks for)."""
+    return f"classroom_session={token}; classroom_csrf={secrets.token_urlsafe(32)}"
+
+
 # -- set-up ---------------------------------------------------------------------------------
 
 
@@ -213,7 +220,7 @@ async def run_level(http_url: str, server_pid: str, classroom_id: int, tokens: l
         path, expect = f"/classrooms/{classroom_id}", b'class="post-title"'
 
         def headers(token: str) -> dict[str, str]:
-            return {"Cookie": f"classroom_session={token}", "Accept": "text/html"}
+            return {"Cookie": page_cookie(token), "Accept": "text/html"}
     else:
         path, expect = f"/api/v1/classrooms/{classroom_id}/posts", b'"posts"'
 

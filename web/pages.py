@@ -42,7 +42,7 @@ from .auth import (
 )
 from .errors import back_path, error_hint, http_error, with_error_headers
 from .inputs import query_int
-from .render import page, post_tail_marker, render
+from .render import SlottedPage, html_page, page, post_tail_marker, render, slot, user_badge
 
 if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are only names
     from classroom import Comment, User
@@ -50,10 +50,14 @@ if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record types are
 __all__ = ["FORM_ERRORS", "PageGroup", "PageRoute", "Pages", "Visit"]
 
 HOME: Final = "/classrooms"
-# Where a cached rendering takes the visitor's CSRF token: escaping turns any "<" a user
-# typed into "&lt;", so only our own templates can put this in a page. The token it is
-# replaced with is URL-safe base64 (auth.py), nothing that needs escaping.
-_CSRF_SLOT: Final = Markup("<!--csrf-->")
+# Where a shared rendering takes the visitor's CSRF token (URL-safe base64, auth.py: nothing
+# that needs escaping) and the header's "signed in as" (render.py user_badge).
+_CSRF_SLOT: Final = slot("csrf")
+_WHO_SLOT: Final = slot("who")
+# Stands for the signed-in visitor in a page shared by many: true (the signed-in menu shows)
+# but with no attributes, so a template that reads `me.anything` there fails loudly instead
+# of baking the first visitor's name into everyone's page.
+_SLOTTED_USER: Final = object()
 # Errors that mean "fix what you typed" on a form; anything else is a page of its own.
 FORM_ERRORS: Final = (Invalid, Conflict, TooLarge, Throttled, Unauthenticated)
 
@@ -324,10 +328,12 @@ class Pages(PageGroup):
                            ) -> Response:
         """The class's stream; with `error`, the post form shown again with what was typed.
 
-        The posts and the tag list are the same for every member of one role, so they are
-        rendered once per change of the class (the cache drops them with it). What is the
-        visitor's own under each post (its tools with their CSRF token, the comments the
-        visitor may see) is rendered per request into that post's tail marker."""
+        Rendered once per change of the class and shared (the cache drops it with the
+        class): the posts and the tag list by every member of one role; the whole page by
+        every member of one role who owns none of its comments (their tails differ: their
+        own private thread, their delete buttons), else by that member alone. What differs
+        per visitor on a shared page, the CSRF token and the header's name, is a slot filled
+        per request (SlottedPage), so a request joins bytes and renders nothing."""
         me = visit.me
         classroom_id = int(visit.request.params["id"])
         classroom, role = await self._services.classes.get(me, classroom_id)
@@ -349,19 +355,19 @@ class Pages(PageGroup):
                     Markup(render("_stream_tags.html", tags=tags, **shared)),
                     tuple(post.id for post in posts))
 
-        posts_html, tags_html, post_ids = await self._services.cache.class_memo(
+        cache = self._services.cache
+        posts_html, tags_html, post_ids = await cache.class_memo(
             classroom_id, ("stream.html", tag, before, role), shared_parts)
         live_room = await self._services.rooms.shown_session(classroom_id)
         comments = await self._services.posts.comments(me, classroom_id, post_ids)
         can_edit = may(role, Action.EDIT_POST) and not classroom.archived
         can_comment = may(role, Action.COMMENT) and not classroom.archived
         # The tails differ by role, and by visitor only for one who wrote or owns some of
-        # these comments; everyone else of the role shares one rendering (its CSRF tokens
-        # are a slot filled per request).
+        # these comments; everyone else of the role shares one rendering.
         personal = any(me.id in (c.author_id, c.student_id)
                        for thread in comments.values() for c in thread)
 
-        async def with_tails() -> str:
+        async def with_tails() -> Markup:
             student_names = ({m.user.id: m.user.display_name
                               for m in await self._services.classes.roster(me, classroom_id)}
                              if may(role, Action.VIEW_ROSTER) else {})
@@ -374,26 +380,40 @@ class Pages(PageGroup):
                               student_names=student_names, csrf=_CSRF_SLOT,
                               csrf_field=CSRF_FIELD)
                 posts = posts.replace(post_tail_marker(post_id), tail, 1)
-            return posts
+            return Markup(posts)
 
-        page_posts = (await self._services.cache.class_memo(
-            classroom_id, ("stream.html tails", tag, before, role, me.id if personal else None),
-            with_tails)).replace(_CSRF_SLOT, visit.csrf)
-        context: dict[str, Any] = dict(
-            classroom=classroom, role=role, posts_html=Markup(page_posts),
-            tags_html=tags_html, tag=tag, can_post=can_post,
-            show_code=may(role, Action.SHARE_JOIN_CODE),
-            tabs=await self._tabs(classroom_id, role, "stream", live_room is not None),
-            live_room=live_room,
-            can_manage=may(role, Action.MANAGE_CLASS),
-            can_leave=may(role, Action.LEAVE_CLASS),
-            invite=self._invite_link(classroom.join_code),
-            values={"title": visit.field("title"), "body": visit.field("body"),
-                    "tags": visit.field("tags")},
-        )
-        if error is not None:
-            return self._form_error(visit, "stream.html", error, **context)
-        return self._page(visit, "stream.html", **context)
+        async def context() -> dict[str, Any]:
+            return dict(
+                classroom=classroom, role=role, posts_html=await with_tails(),
+                tags_html=tags_html, tag=tag, can_post=can_post,
+                show_code=may(role, Action.SHARE_JOIN_CODE),
+                tabs=await self._tabs(classroom_id, role, "stream", live_room is not None),
+                live_room=live_room,
+                can_manage=may(role, Action.MANAGE_CLASS),
+                can_leave=may(role, Action.LEAVE_CLASS),
+                invite=self._invite_link(classroom.join_code),
+                csrf_field=CSRF_FIELD, chat_url=self._chat_url,
+                path=f"/classrooms/{classroom_id}")
+
+        if error is not None:  # the form again, with what was typed: rendered for this visit
+            values = {name: visit.field(name) for name in ("title", "body", "tags")}
+            failure = http_error(error)
+            page_html = render("stream.html", me=me, csrf=_CSRF_SLOT, error=failure.message,
+                               values=values, **await context())
+            return with_error_headers(
+                html_page(SlottedPage.split(page_html).fill({"csrf": visit.csrf.encode()}),
+                          failure.status), failure)
+
+        async def shared_page() -> SlottedPage:
+            # No `me` but the slot's: nothing of the visitor who fills the cache can show.
+            return SlottedPage.split(render(
+                "stream.html", me=_SLOTTED_USER, who_slot=_WHO_SLOT, csrf=_CSRF_SLOT,
+                values={"title": "", "body": "", "tags": ""}, **await context()))
+
+        slotted = await cache.class_memo(
+            classroom_id, ("stream.html page", tag, before, role, me.id if personal else None,
+                           live_room.id if live_room else None), shared_page)
+        return html_page(slotted.fill({"csrf": visit.csrf.encode(), "who": user_badge(me)}))
 
     @staticmethod
     def _invite_link(code: str) -> str:

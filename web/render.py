@@ -10,8 +10,10 @@ hiding a typo.
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import jinja2
@@ -21,8 +23,13 @@ from markupsafe import Markup, escape
 from classroom import limits
 from protocol import Response
 
+if TYPE_CHECKING:  # web/ calls classroom/, never storage/; the record type is only a name
+    from classroom import User
+
 __all__ = [
     "SECURITY_HEADERS",
+    "SlottedPage",
+    "html_page",
     "iso_time",
     "json_response",
     "linkify",
@@ -31,6 +38,8 @@ __all__ = [
     "render",
     "sentence",
     "shown_time",
+    "slot",
+    "user_badge",
     "with_security",
 ]
 
@@ -47,6 +56,7 @@ SECURITY_HEADERS: Final = (
     # Pages show one user's classes; a shared computer's back button must not replay them.
     ("Cache-Control", "no-store"),
 )
+_HTML_HEADERS: Final = (("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS)
 
 
 def shown_time(value: datetime) -> str:
@@ -102,6 +112,56 @@ def post_tail_marker(post_id: int) -> str:
     return f"<!--post-tail {int(post_id)}-->"
 
 
+# A slot in a page rendered once for many visitors: where one visitor's own bytes go. User
+# text cannot forge one: autoescaping turns every `<` of user data into `&lt;`.
+_SLOT: Final = re.compile(r"<!--slot:([a-z]+)-->")
+
+
+def slot(name: str) -> Markup:
+    """The marker a template renders where the visitor's `name` goes (see SlottedPage)."""
+    return Markup(f"<!--slot:{name}-->")
+
+
+@attrs.frozen
+class SlottedPage:
+    """A page rendered once and shared by many visitors, kept as UTF-8 bytes split at its
+    slots, so serving it to one visitor is a few joins of bytes: no template, no encoding.
+
+    The bytes are split at the rarest slot, each piece at the next, and so on (`tree`
+    nests as deep as there are slot names): filling one is then one `bytes.join` per piece
+    with the slot's value as the separator, all in C, whatever the number of slots."""
+
+    slots: tuple[str, ...]  # the names, rarest first; none: `tree` is (the page,)
+    tree: tuple[Any, ...]
+
+    @classmethod
+    def split(cls, html: str) -> SlottedPage:
+        found = _SLOT.findall(html)
+        names = tuple(sorted(set(found), key=lambda name: (found.count(name), name)))
+
+        def nest(text: bytes, names: tuple[str, ...]) -> tuple[Any, ...]:
+            pieces = text.split(slot(names[0]).encode())
+            if len(names) == 1:
+                return tuple(pieces)
+            return tuple(nest(piece, names[1:]) for piece in pieces)
+
+        return cls(names, nest(html.encode(), names) if names else (html.encode(),))
+
+    def fill(self, values: Mapping[str, bytes]) -> bytes:
+        """The page with every slot filled; KeyError for a slot `values` does not fill (a
+        page never goes out with a slot open, nor with someone else's bytes in it)."""
+        if not self.slots:
+            return bytes(self.tree[0])
+        return _joined(self.tree, self.slots, values)
+
+
+def _joined(tree: tuple[Any, ...], names: tuple[str, ...], values: Mapping[str, bytes]
+            ) -> bytes:
+    if len(names) == 1:
+        return values[names[0]].join(tree)
+    return values[names[0]].join([_joined(piece, names[1:], values) for piece in tree])
+
+
 def iso_time(value: datetime) -> str:
     """ISO 8601 UTC with "Z", to the second: the precision both databases keep."""
     return value.replace(microsecond=0).isoformat() + "Z"
@@ -129,6 +189,14 @@ def render(template: str, **context: Any) -> str:
     return _ENV.get_template(template).render(**context)
 
 
+@functools.lru_cache(maxsize=4096)
+def user_badge(user: User) -> bytes:
+    """The page header's "signed in as" for `user` (the `who` macro), for a SlottedPage's
+    `who` slot. Kept per user record: a renamed user is another record."""
+    who = _ENV.get_template("_macros.html").module.who  # type: ignore[attr-defined]
+    return str(who(user)).encode()
+
+
 def with_security(response: Response) -> Response:
     """`response` with the security headers it does not set itself (static files keep their
     own Cache-Control)."""
@@ -139,6 +207,11 @@ def with_security(response: Response) -> Response:
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
     return with_security(Response.html(render(template, **context), status))
+
+
+def html_page(body: bytes, status: int = 200) -> Response:
+    """`page` for HTML already encoded (a filled SlottedPage)."""
+    return Response(status, _HTML_HEADERS, body)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
