@@ -117,9 +117,10 @@ class PageGroup:
                 # An empty POST has no Content-Type to check; it fails the CSRF check instead.
                 form = request.form() if request.body else {}
                 check_csrf(request, form)
-            existing = csrf_cookie(request)
+            cookies = request.cookies
+            existing = csrf_cookie(request, cookies)
             csrf = existing or new_csrf_token()
-            visitor = await self._sessions.visitor(request)
+            visitor = await self._sessions.visitor(request, cookies)
             visit = Visit(request, visitor, csrf, form)
             if visitor.user is None and not public:
                 response = login_redirect(request)
