@@ -2,15 +2,17 @@
 
 - `h11`: trio + h11 answering every request with the same small body, keep-alive, nothing
   else (no routing, no database, no template). No HTTP server on trio/h11 can beat it.
-- `ws`: trio-websocket; every `message` frame received is sent to every connected client
-  with one `send_message` per client in a loop, and acked to its sender; `room/join` gets a
-  `room/join` answer. What a hub without storage, ordering or backpressure would do.
+- `ws`: trio-websocket; every `message` frame received is sent to every client that joined
+  its sender's room (the sender too) with one `send_message` per client in a loop, and acked
+  to its sender (with its `ref`); `room/join` gets a `room/join` answer. What a hub without
+  storage, ordering or backpressure would do.
 
     python -m benchmarks.bare h11|ws      # prints "bare: listening on PORT"
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from email.utils import formatdate
 from functools import partial
@@ -54,31 +56,40 @@ async def _h11_client(stream: trio.SocketStream) -> None:
         return
 
 
-class _Room:
+_ROOM_ID: Final = re.compile(r'"room_id":(\d+)')
+_REF: Final = re.compile(r'"ref":(\d+)')
+
+
+class _Rooms:
     def __init__(self) -> None:
-        self.members: set[WebSocketConnection] = set()
+        self.members: dict[str, set[WebSocketConnection]] = {}
 
     async def handle(self, request: WebSocketRequest) -> None:
         ws = await request.accept()
-        self.members.add(ws)
+        members: set[WebSocketConnection] = set()
         try:
             while True:
                 text = await ws.get_message()
                 if text.startswith('{"event":"room/join"'):
+                    room = m.group(1) if (m := _ROOM_ID.search(text)) else ""
+                    members.discard(ws)
+                    members = self.members.setdefault(room, set())
+                    members.add(ws)
                     await ws.send_message('{"event":"room/join","data":{}}')
                 elif text.startswith('{"event":"message"'):
-                    out = '{"event":"message","data":' + text.split('"data":', 1)[1]
-                    for member in list(self.members):
-                        if member is not ws:
-                            try:
-                                await member.send_message(out)
-                            except ConnectionClosed:
-                                self.members.discard(member)
-                    await ws.send_message('{"event":"ack"}')
+                    data = text.split('"data":', 1)[1].split(',"ref"', 1)[0].rstrip("}")
+                    out = '{"event":"message","data":' + data + "}"
+                    for member in list(members):
+                        try:
+                            await member.send_message(out)
+                        except ConnectionClosed:
+                            members.discard(member)
+                    ref = m.group(1) if (m := _REF.search(text)) else "0"
+                    await ws.send_message('{"event":"ack","ref":' + ref + "}")
         except ConnectionClosed:
             pass
         finally:
-            self.members.discard(ws)
+            members.discard(ws)
 
 
 async def main(kind: str) -> None:
@@ -88,7 +99,7 @@ async def main(kind: str) -> None:
                                                     host="127.0.0.1"))
             port = listeners[0].socket.getsockname()[1]
         else:
-            room = _Room()
+            room = _Rooms()
             server = await nursery.start(partial(serve_websocket, room.handle, "127.0.0.1", 0,
                                                  ssl_context=None))
             port = server.port
