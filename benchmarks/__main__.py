@@ -7,19 +7,28 @@ machine (other work on it included) and the ratios between them mean something:
 - our `/api/v1/healthz` (one database ping), the posts API (JSON, Bearer token) and the class
   page (HTML, session cookie), a class of 20 posts on a throwaway MariaDB database
   (`--db` for another; SQLite too), one student per client;
-- `bare-ws`: a plain trio-websocket `send_message` loop, the fan-out ceiling;
-- our fan-out: one live room, the instructor sending, every member receiving;
+- `bare-ws`: a plain trio-websocket `send_message` loop per room, the live ceiling;
+- our fan-out (issue 10's first live target): one room of 5,000 members, the instructor
+  sending, every member receiving, while the members of two small rooms talk (each sends 4
+  messages/s): deliveries/s, and how long those others wait for their own events meanwhile
+  (p50/p99/max from the intended send to the other members' read);
+- our rooms (the second): 50 rooms of 20 members, every member a paced sender, 20,000
+  deliveries/s asked for in all, open loop: delivery latency p50/p99/max counted from each
+  message's intended send time, and the deliveries/s achieved;
 - `idle-ws`: N idle members in one room (`--idle`): memory per connection, and how long a
   message still takes to reach a member (benchmarks/idle_connections.py).
 
 HTTP load comes from wrk when it is installed (Debian: `apt-get install wrk`), else from
 benchmarks/loadgen.py: closed-loop keep-alive clients on raw sockets in their own processes.
 Every HTTP figure is also shown as a ratio to bare-h11 at the same concurrency, and every
-fan-out figure as a ratio to bare-ws. A table is printed at the end and written, with every
+live figure as a ratio to bare-ws (live clients: benchmarks/live_load.py, raw sockets in load
+processes of their own). A table is printed at the end and written, with every
 detail, to benchmarks/results/suite.json.
 
-    python -m benchmarks                    # 50 and 200 clients, 10 s each; 1,000 members x 60
-    python -m benchmarks --quick            # about one minute
+    python -m benchmarks                    # 50 and 200 clients, 10 s each; 5,000 members x 60;
+                                            # 50 rooms x 20 at 20,000 deliveries/s for 10 s
+    python -m benchmarks --quick            # a few minutes: 1,000 members x 30; 10 x 20 at 4,000/s
+    python -m benchmarks --only fanout      # or rooms, http, idle
     python -m benchmarks --only http --clients 200 --seconds 20
 """
 
@@ -41,7 +50,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from benchmarks import fanout, http_load, idle_connections, loadgen
+from benchmarks import http_load, idle_connections, live_load, loadgen
 from benchmarks.common import cpu_seconds, percentile, report, server_process
 
 WARMUP: Final = 1.0
@@ -246,32 +255,68 @@ class Suite:
                               urls["pid"], baseline, rate)
 
     def fanout(self) -> None:
-        members, messages = self.args.members, self.args.messages
-        print(f"Fan-out: one room, {members:,} members, {messages} messages", flush=True)
+        """Target 1: one big room, and the small rooms' members timing their own events
+        meanwhile (benchmarks/live_load.py)."""
+        a = self.args
+        rooms, size = a.small
+        print(f"Fan-out: one room of {a.members:,} members, {a.messages} messages; meanwhile "
+              f"{rooms} rooms of {size} members send {1 / live_load.BYSTANDER_PERIOD:.0f} "
+              "messages/s each", flush=True)
         with self.database() as db_url:
-            teacher, tokens, room_id = trio.run(fanout.setup, db_url, members)
+            setup = trio.run(live_load.setup_rooms, db_url, [a.members] + [size] * rooms)
             with bare_server("ws") as bare:
-                row = trio.run(fanout.measure, f"ws://127.0.0.1:{bare['port']}/ws", teacher,
-                               tokens, room_id, messages, bare["pid"])
+                row = live_load.big_room(f"ws://127.0.0.1:{bare['port']}/ws", bare["pid"],
+                                         setup, a.messages, a.load_processes)
                 self.fanout_row("bare-ws", row, None)
                 baseline = row["deliveries_per_s"]
-            with server_process(db_url, "--no-http") as urls:
-                row = trio.run(fanout.measure, urls["chat"], teacher, tokens, room_id,
-                               messages, urls["pid"])
+            with server_process(db_url, "--no-http", "--quiet") as urls:
+                row = live_load.big_room(urls["chat"], urls["pid"], setup, a.messages,
+                                         a.load_processes)
                 self.fanout_row("fanout", row, baseline)
 
     def fanout_row(self, name: str, measured: dict[str, Any], baseline: float | None) -> None:
         rate = measured["deliveries_per_s"]
         row = {"path": name, "clients": measured["members"], "req_per_s": rate,
                "x_bare": round(rate / baseline, 3) if baseline else None,
-               "p50_ms": measured["p50_ms"], "p99_ms": measured["p99_ms"], "max_ms": None,
-               "errors": measured["lost"],
+               "p50_ms": measured["others_p50_ms"], "p99_ms": measured["others_p99_ms"],
+               "max_ms": measured["others_max_ms"], "errors": measured["lost"],
                "server_cpu_ms": measured["server_cpu_us_per_delivery"] / 1000,
                **{f"fanout_{k}": v for k, v in measured.items()}}
         self.rows.append(row)
         print(f"  {name:16} {rate:9,.0f} deliveries/s  x{row['x_bare'] or 1:.3f}  "
-              f"p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  lost {row['errors']}",
-              flush=True)
+              f"others wait p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
+              f"max {row['max_ms']:6.1f} ms  lost {row['errors']}  "
+              f"{measured['server_cpu_us_per_delivery']:.1f} us CPU/delivery", flush=True)
+
+    def rooms(self) -> None:
+        """Target 2: many small rooms at once, paced senders (benchmarks/live_load.py)."""
+        a = self.args
+        print(f"Rooms: {a.rooms} rooms of {a.size} members, every member sending, "
+              f"{a.rate:,.0f} deliveries/s asked for {a.live_seconds:.0f} s", flush=True)
+        with self.database() as db_url:
+            setup = trio.run(live_load.setup_rooms, db_url, [a.size] * a.rooms)
+            baseline = None
+            for name in ("bare-ws", "rooms"):
+                with (bare_server("ws") if name == "bare-ws"
+                      else server_process(db_url, "--no-http", "--quiet")) as server:
+                    url = (f"ws://127.0.0.1:{server['port']}/ws" if name == "bare-ws"
+                           else server["chat"])
+                    measured = live_load.many_rooms(url, server["pid"], setup, a.rate,
+                                                    a.live_seconds, a.load_processes)
+                rate = measured["deliveries_per_s"]
+                baseline = baseline or rate
+                row = {"path": name, "clients": measured["members"], "req_per_s": rate,
+                       "x_bare": round(rate / baseline, 3) if name != "bare-ws" else None,
+                       "p50_ms": measured["p50_ms"], "p99_ms": measured["p99_ms"],
+                       "max_ms": measured["max_ms"], "errors": measured["lost"],
+                       "server_cpu_ms": measured["server_cpu_us_per_delivery"] / 1000,
+                       **{f"rooms_{k}": v for k, v in measured.items()}}
+                self.rows.append(row)
+                print(f"  {name:16} {rate:9,.0f} deliveries/s of {a.rate:,.0f}  "
+                      f"p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
+                      f"max {row['max_ms']:6.1f} ms  lost {row['errors']}  "
+                      f"{measured['server_cpu_us_per_delivery']:.1f} us CPU/delivery",
+                      flush=True)
 
     def idle(self) -> None:
         wanted = self.args.idle
@@ -319,19 +364,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="about a minute: 4 s per HTTP row, 300 members x 50 messages")
+                        help="4 s per HTTP row, 1,000 members x 30 messages, 10 rooms at "
+                        "4,000 deliveries/s for 4 s, 300 idle")
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP row")
     parser.add_argument("--paths", nargs="+", choices=HTTP_PATHS, default=list(HTTP_PATHS))
     parser.add_argument("--workers", type=int, default=1,
                         help="`classroom serve --workers N` for the HTTP paths (default 1)")
-    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--members", type=int, default=5000,
+                        help="members of the big room (default 5000)")
     # The instructor's live events are rate-limited (classroom/ratelimit.py: a burst of 60);
     # more messages than that would measure the limiter, not the fan-out.
     parser.add_argument("--messages", type=int, default=60)
+    parser.add_argument("--small", type=int, nargs=2, default=[2, 5],
+                        metavar=("ROOMS", "SIZE"),
+                        help="small rooms talking beside the big one (default 2 of 5)")
+    parser.add_argument("--rooms", type=int, default=50, help="rooms at once (default 50)")
+    parser.add_argument("--size", type=int, default=20, help="members a room (default 20)")
+    parser.add_argument("--rate", type=float, default=20000.0,
+                        help="deliveries/s the rooms' paced senders ask for (default 20000)")
+    parser.add_argument("--live-seconds", type=float, default=10.0,
+                        help="how long the rooms' senders send (default 10)")
     parser.add_argument("--idle", type=int, default=1000,
                         help="idle WebSocket clients held in one room (default 1000)")
-    parser.add_argument("--only", choices=["http", "fanout", "idle"])
+    parser.add_argument("--only", choices=["http", "fanout", "rooms", "idle"])
     parser.add_argument("--loadgen", choices=["python", "wrk", "auto"], default="python",
                         help="closed-loop rows: benchmarks/loadgen.py (default), wrk, or "
                              "auto (wrk when installed). wrk's p99 is inflated on 2 cores: "
@@ -348,7 +404,8 @@ def main() -> None:
     parser.add_argument("--mysql-server", default=http_load.MYSQL_SERVER)
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.members, args.messages, args.idle = 4.0, 300, 50, 300
+        args.seconds, args.members, args.messages, args.idle = 4.0, 1000, 30, 300
+        args.rooms, args.rate, args.live_seconds = 10, 4000.0, 4.0
     suite = Suite(args)
     started = time.monotonic()
     print(f"load generator: {'wrk' if suite.wrk else 'benchmarks/loadgen.py'}; "
@@ -357,12 +414,14 @@ def main() -> None:
         suite.http()
     if args.only in (None, "fanout"):
         suite.fanout()
+    if args.only in (None, "rooms"):
+        suite.rooms()
     if args.only in (None, "idle"):
         suite.idle()
     print(f"\n({time.monotonic() - started:.0f} s; x_bare: HTTP rows against bare-h11 at the "
           "same clients, fan-out rows against bare-ws)")
-    report("suite", ["path", "clients", "req_per_s", "x_bare", "p50_ms", "p99_ms", "errors",
-                     "server_cpu_ms"], suite.rows)
+    report("suite", ["path", "clients", "req_per_s", "x_bare", "p50_ms", "p99_ms", "max_ms",
+                     "errors", "server_cpu_ms"], suite.rows)
 
 
 if __name__ == "__main__":
