@@ -100,6 +100,14 @@ class HTTPLimits:
     send_timeout: float = attrs.field(default=30.0, validator=_positive)
 
 
+# The phases of a request cycle, each with its own time-out (see _Connection.run).
+_HEAD: Final = "head"
+_BODY: Final = "body"
+_HANDLER: Final = "handler"
+_SEND: Final = "send"
+_LINGER: Final = "linger"
+
+
 class _ClientGone(Exception):
     """The client reset or closed the connection, or stopped reading."""
 
@@ -363,24 +371,47 @@ class _Connection:
         self.scope = trio.CancelScope()
         # True while waiting for the first byte of a request: nothing would be lost by closing.
         self.idle = False
+        # The request cycle's time-outs (see `run`): the one scope, the phase its deadline is
+        # for, and what `_timed_out` needs to answer that phase.
+        self._timer = trio.CancelScope()
+        self._phase = _HEAD
+        self._first = True
+        self._head_begun = False
+        self._request: Request | None = None
+        self._started: float | None = None
 
     def close_if_idle(self) -> None:
         if self.idle:
             self.scope.cancel()
 
     async def run(self) -> None:
-        first = True
+        """Serve requests until the connection should end. Every time-out of the cycle is the
+        deadline of one long-lived cancel scope, `_timer`, moved as the cycle goes from phase
+        to phase (`_phase` says which one it is in): a scope per phase per request cost more
+        CPU than anything else the server itself does for a small cached answer. When the
+        timer fires, `_timed_out` answers as that phase's time-out requires and, after a
+        handler's time-out, the connection carries on under a new timer."""
+        while True:
+            with trio.CancelScope() as self._timer:
+                await self._serve()
+                return
+            if not await self._timed_out():
+                return
+            self.h11.start_next_cycle()
+
+    async def _serve(self) -> None:
         while True:
             try:
-                head = await self._receive_head(first=first)
+                head = await self._receive_head()
             except HTTPError as error:
                 await self._respond(None, _render_error(self.server, None, error), close=True)
                 return
             if head is None:
                 return
-            first = False
-            started = trio.current_time()
+            self._first = False
+            started = self._started = trio.current_time()
             request, refused = request_from_head(head, self.client)
+            self._request = request
             if head_size(head) > self.limits.max_header_bytes:
                 refused = HTTPError(431)
             if refused is None:
@@ -399,46 +430,75 @@ class _Connection:
                 return
             self.h11.start_next_cycle()
 
-    async def _receive_head(self, *, first: bool) -> h11.Request | None:
-        """The next request head, or None if the client closed or idled out (or we are
-        shutting down and it had sent nothing). Raises HTTPError(408) if a head started but
-        did not complete in time, HTTPError(400/431/...) for what h11 refuses (h11 catches an
-        oversized head only while incomplete; `run` checks complete ones)."""
-        got_bytes = bool(self.h11.trailing_data[0])
+    async def _timed_out(self) -> bool:
+        """Answer the phase that ran out of time; True if the connection goes on."""
+        phase, request = self._phase, self._request
+        if phase == _SEND:
+            raise _ClientGone("client stopped reading")
+        if phase == _HEAD:
+            if not self._head_begun:
+                return False  # nothing sent, nothing lost: close quietly
+            request = None
+            error = HTTPError(408, "timed out waiting for the request head")
+        elif phase == _BODY:
+            error = HTTPError(408, "timed out waiting for the request body")
+        else:
+            assert request is not None
+            logger.warning("handler timed out on %s %s", request.method, request.target)
+            error = HTTPError(503, "the server took too long", headers=[("Retry-After", "1")])
+        with trio.CancelScope() as self._timer:
+            return await self._respond(request, _render_error(self.server, request, error),
+                                       close=phase != _HANDLER, started=self._started)
+        raise _ClientGone("client stopped reading")
+
+    def _set_timer(self, phase: str, seconds: float) -> None:
+        self._phase = phase
+        self._timer.deadline = trio.current_time() + seconds
+
+    async def _receive_head(self) -> h11.Request | None:
+        """The next request head, or None if the client closed (or we are shutting down and
+        it had sent nothing). Raises HTTPError(400/431/...) for what h11 refuses (h11 catches
+        an oversized head only while incomplete; `_serve` checks complete ones). Running out
+        of time is `_timed_out`'s: 408 once a head has begun, else a quiet close."""
+        self._request = None
+        self._started = None
+        got_bytes = self._head_begun = bool(self.h11.trailing_data[0])
         if self.server.shutting_down and not got_bytes:
             return None
-        if first or got_bytes:
-            timeout = self.limits.header_timeout
+        if self._first or got_bytes:
+            self._set_timer(_HEAD, self.limits.header_timeout)
         else:
-            timeout = self.limits.keepalive_timeout
-        with trio.move_on_after(timeout) as scope:
-            self.idle = not got_bytes
-            try:
-                while True:
-                    event = self._next_event()
-                    if event is h11.NEED_DATA:
-                        data = await self._receive()
-                        if data and not got_bytes:
-                            got_bytes = True
-                            self.idle = False
-                            scope.deadline = trio.current_time() + self.limits.header_timeout
-                        self.h11.receive_data(data)
-                    elif isinstance(event, h11.Request):
-                        return event
-                    elif isinstance(event, h11.ConnectionClosed):
-                        return None
-                    else:  # nothing else can start a request cycle
-                        raise HTTPError(400, "expected a request")
-            finally:
-                self.idle = False
-        if not got_bytes:
-            return None
-        raise HTTPError(408, "timed out waiting for the request head")
+            self._set_timer(_HEAD, self.limits.keepalive_timeout)
+        # When the first bytes came: the head then has header_timeout from there. The deadline
+        # is moved only if the head needs another read, which a head in one packet does not.
+        begun_at: float | None = None
+        self.idle = not got_bytes
+        try:
+            while True:
+                event = self._next_event()
+                if event is h11.NEED_DATA:
+                    if begun_at is not None:
+                        self._timer.deadline = begun_at + self.limits.header_timeout
+                        begun_at = None
+                    data = await self._receive()
+                    if data and not got_bytes:
+                        got_bytes = self._head_begun = True
+                        self.idle = False
+                        begun_at = trio.current_time()
+                    self.h11.receive_data(data)
+                elif isinstance(event, h11.Request):
+                    return event
+                elif isinstance(event, h11.ConnectionClosed):
+                    return None
+                else:  # nothing else can start a request cycle
+                    raise HTTPError(400, "expected a request")
+        finally:
+            self.idle = False
 
     async def _receive_body(self, request: Request) -> bytes:
         """The whole body. Raises HTTPError(413) when over max_body_bytes (declared or
-        counted), HTTPError(408) when it does not arrive within body_timeout, and
-        HTTPError(400) for broken framing."""
+        counted) and HTTPError(400) for broken framing; not arriving within body_timeout is
+        `_timed_out`'s (408)."""
         limit = self.limits.max_body_bytes
         length = request.header("content-length")
         if length is not None and int(length) > limit:  # h11 has checked it is digits
@@ -450,12 +510,11 @@ class _Connection:
         # No body (most requests), or all of it received already: no time-out to set.
         if self._take_body(body):
             return body.joined()
-        with trio.move_on_after(self.limits.body_timeout):
-            while True:
-                self.h11.receive_data(await self._receive())
-                if self._take_body(body):
-                    return body.joined()
-        raise HTTPError(408, "timed out waiting for the request body")
+        self._set_timer(_BODY, self.limits.body_timeout)
+        while True:
+            self.h11.receive_data(await self._receive())
+            if self._take_body(body):
+                return body.joined()
 
     def _take_body(self, body: _Body) -> bool:
         """Move what h11 has of the body into `body`; True once the body is complete.
@@ -472,21 +531,20 @@ class _Connection:
                 raise HTTPError(400, "incomplete request body")
 
     async def _call_handler(self, request: Request) -> Response:
-        with trio.move_on_after(self.limits.handler_timeout):
-            try:
-                response = await self.server.handler(request)
-            except HTTPError as error:
-                return _render_error(self.server, request, error)
-            except Exception:
-                logger.exception("handler failed on %s %s", request.method, request.target)
-                return _render_error(self.server, request, HTTPError(500))
-            if not isinstance(response, Response):
-                logger.error("handler returned %r, not a Response", type(response))
-                return _render_error(self.server, request, HTTPError(500))
-            return response
-        logger.warning("handler timed out on %s %s", request.method, request.target)
-        too_slow = HTTPError(503, "the server took too long", headers=[("Retry-After", "1")])
-        return _render_error(self.server, request, too_slow)
+        """The handler's response, or the error page for what it raised; running out of
+        handler_timeout is `_timed_out`'s (503)."""
+        self._set_timer(_HANDLER, self.limits.handler_timeout)
+        try:
+            response = await self.server.handler(request)
+        except HTTPError as error:
+            return _render_error(self.server, request, error)
+        except Exception:
+            logger.exception("handler failed on %s %s", request.method, request.target)
+            return _render_error(self.server, request, HTTPError(500))
+        if not isinstance(response, Response):
+            logger.error("handler returned %r, not a Response", type(response))
+            return _render_error(self.server, request, HTTPError(500))
+        return response
 
     async def _respond(
         self,
@@ -508,10 +566,10 @@ class _Connection:
         event, body = self.server.framing.frame(
             response, method=method, close=close, date=self.server.date()
         )
-        data = self.h11.send(event) or b""
+        parts = [self.h11.send(event) or b""]
         if body:
-            data += self.h11.send(h11.Data(data=body)) or b""
-        data += self.h11.send(h11.EndOfMessage()) or b""
+            parts.append(self.h11.send(h11.Data(data=body)) or b"")
+        parts.append(self.h11.send(h11.EndOfMessage()) or b"")
         if access_logger.isEnabledFor(logging.DEBUG):
             elapsed = math.nan if started is None else (trio.current_time() - started) * 1000
             access_logger.debug(
@@ -523,8 +581,10 @@ class _Connection:
                 len(response.body),
                 elapsed,
             )
-        await self._send_all(data)
+        await self._send_all(b"".join(parts))
         if close or not self._cycle_done():
+            self._phase = _LINGER
+            self._timer.deadline = math.inf  # _linger keeps its own time
             await _linger(self.stream)
             return False
         return True
@@ -546,10 +606,9 @@ class _Connection:
             raise _ClientGone("connection reset") from exc
 
     async def _send_all(self, data: bytes) -> None:
-        with trio.move_on_after(self.limits.send_timeout):
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise _ClientGone("connection reset while sending") from exc
-            return
-        raise _ClientGone("client stopped reading")
+        """Send `data`; the client not taking it within send_timeout is `_timed_out`'s."""
+        self._set_timer(_SEND, self.limits.send_timeout)
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _ClientGone("connection reset while sending") from exc

@@ -126,3 +126,26 @@ async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(
             start = trio.current_time()
             await done.wait()
             assert trio.current_time() - start == pytest.approx(LIMITS.send_timeout)
+
+
+async def test_each_phase_of_a_cycle_gets_its_own_whole_time_out(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # The server keeps one deadline per connection and moves it from phase to phase: a phase
+    # must get its whole time-out whatever the ones before it used up.
+    with trio.fail_after(BOUND):
+        async with connected() as (client, _):
+            await client.send_all(b"POST /echo HTTP/1.1\r\nHost: x\r\n")
+            await trio.sleep(LIMITS.header_timeout - 1)
+            await client.send_all(b"Content-Length: 4\r\n\r\nab")
+            await trio.sleep(LIMITS.body_timeout - 1)
+            await client.send_all(b"cd")
+            (answer,) = parse(await client.receive_some(65536), ["POST"])
+            assert (answer.status, answer.body) == (200, b"abcd")
+            await trio.sleep(LIMITS.keepalive_timeout - 1)
+            delay = LIMITS.handler_timeout - 1
+            await client.send_all(f"GET /slow?delay={delay} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            (answer,) = parse(await client.receive_some(65536))
+            assert answer.status == 200
+            await client.send_all(GET)
+            (answer,) = parse(await client.receive_some(65536))
+            assert answer.status == 200
