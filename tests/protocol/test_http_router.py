@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from protocol import HTTPError, Request, Response, Router
+from protocol.router import compile_pattern
 
 
 def request(method: str, target: str) -> Request:
@@ -153,3 +154,55 @@ def test_duplicate_route_and_bad_method() -> None:
         router.add("get", "/x", echo("x"))
     with pytest.raises(ValueError):
         router.add("G ET", "/y", echo("y"))
+
+
+def scan(routes: list[tuple[str, str]], method: str, path: str) -> object:
+    """What the router must answer, found by trying every pattern in the order added."""
+    allowed: set[str] = set()
+    fallback = None
+    for index, (route_method, pattern) in enumerate(routes):
+        match = compile_pattern(pattern).fullmatch(path)
+        if match is None:
+            continue
+        if route_method == method:
+            return index, match.groupdict()
+        if method == "HEAD" and route_method == "GET" and fallback is None:
+            fallback = index, match.groupdict()
+        allowed.add(route_method)
+    if fallback is not None:
+        return fallback
+    if not allowed:
+        return 404
+    return 405, sorted(allowed | ({"HEAD"} if "GET" in allowed else set()))
+
+
+def test_the_route_index_answers_as_a_scan_of_every_pattern_would() -> None:
+    routes = [
+        ("GET", "/"), ("GET", "/a"), ("POST", "/a"), ("GET", "/a/"), ("GET", "/a/{x}"),
+        ("DELETE", "/a/{x:int}"), ("GET", "/a/new"), ("GET", "/a/{x}/b"),
+        ("PUT", "/a/{x:int}/b"), ("GET", "/a/{rest:path}"), ("POST", "/{any}/b"),
+        ("GET", "/{all:path}"), ("GET", "/s/{p:path}"), ("GET", "/s/x/{y}"), ("GET", "//x"),
+        ("PATCH", "/{a}/{b}/{c}"),
+    ]
+    router = Router()
+    handlers = {}
+    for index, (method, pattern) in enumerate(routes):
+        handler = handlers[index] = echo(str(index))
+        router.add(method, pattern, handler)
+    index_of = {handler: index for index, handler in handlers.items()}
+    paths = ["/", "//", "///", "/a", "/a/", "/a//", "/a/1", "/a/01", "/a/x", "/a/new",
+             "/a/1/b", "/a/x/b", "/a/x/b/", "/a/x/y/z", "/b", "/x/b", "/x/y/b", "/s", "/s/",
+             "/s/x", "/s/x/y", "/s/x/y/z", "//x", "/x/y/z", "/a/\n", "/a/\n/b", "/\n", "", "*",
+             "a/b"]
+    for path in paths:  # as a Request carries them: decoded, unchecked
+        for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"):
+            expected = scan(routes, method, path)
+            try:
+                handler, found = router.resolve(Request(method, path, path))
+            except HTTPError as error:
+                allow = dict(error.headers).get("Allow")
+                got: object = error.status if allow is None else (
+                    error.status, allow.split(", "))
+            else:
+                got = index_of[handler], dict(found)
+            assert got == expected, (method, path)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import h11
 
 from protocol import HTTPError, Response, default_error_page
-from protocol.wire import head_size, request_from_head, response_to_h11
+from protocol.wire import (
+    FRAMED_BODY_BYTES,
+    HTTPDate,
+    ResponseFraming,
+    head_size,
+    request_from_head,
+    response_to_h11,
+)
 
 
 def head(target: bytes, *headers: tuple[bytes, bytes]) -> h11.Request:
@@ -86,3 +93,41 @@ def test_head_size_counts_the_head_as_sent() -> None:
     event = server.next_event()
     assert isinstance(event, h11.Request)
     assert head_size(event) == len(raw)
+
+
+def test_http_date_is_formatted_once_per_second() -> None:
+    now = [784111777.25]
+    date = HTTPDate(lambda: now[0])
+    first = date()
+    assert first == "Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110's example
+    now[0] = 784111777.99
+    assert date() is first
+    now[0] = 784111778.0
+    assert date() == "Sun, 06 Nov 1994 08:49:38 GMT"
+
+
+def test_framing_a_response_again_under_the_same_date_reuses_its_event() -> None:
+    framing = ResponseFraming("srv")
+    shared = Response.json({"posts": []})
+    event, body = framing.frame(shared, method="GET", close=False, date="D1")
+    assert framing.frame(shared, method="GET", close=False, date="D1") == (event, body)
+    assert framing.frame(shared, method="GET", close=False, date="D1")[0] is event
+    # What response_to_h11 would make, whatever was framed before.
+    expected = response_to_h11(shared, method="GET", close=False, server="srv", date="D1")
+    assert headers_of(event) == headers_of(expected[0]) and body == expected[1]
+    head = framing.frame(shared, method="HEAD", close=False, date="D1")
+    assert head[1] == b"" and head[0] is not event
+    closing = framing.frame(shared, method="GET", close=True, date="D1")[0]
+    assert ("connection", "close") in headers_of(closing)
+    later = framing.frame(shared, method="GET", close=False, date="D2")[0]
+    assert ("date", "D2") in headers_of(later)
+    # An equal but different Response is framed on its own, the same way.
+    twin = Response.json({"posts": []})
+    assert framing.frame(twin, method="GET", close=False, date="D2")[0] is not later
+
+
+def test_framing_does_not_keep_large_bodies() -> None:
+    framing = ResponseFraming("srv")
+    large = Response(200, (), b"x" * (FRAMED_BODY_BYTES + 1))
+    first = framing.frame(large, method="GET", close=False, date="D")[0]
+    assert framing.frame(large, method="GET", close=False, date="D")[0] is not first
