@@ -14,7 +14,11 @@ Invariants:
   so they get no batch before it;
 - within a batch a user's changes are netted: an even number of them (joined and left within
   one interval) is a no-op, an odd number is the last one;
-- the first change after a quiet interval goes out at once, later ones wait for the interval.
+- the first change after a quiet interval goes out at once, later ones wait for the interval;
+- a big room's interval grows with its members (`room_interval`), so that a join storm costs
+  each room at most about PRESENCE_FRAMES_PER_SECOND frames a second whatever its size: a
+  lecture of 5,000 gets a batch every 2.5 s, not five a second (each batch is a send per
+  member, and at five a second those sends were the largest single cost of the storm).
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ if TYPE_CHECKING:
 PRESENCE_INTERVAL: Final = 0.2
 # Members served between two yields to other tasks (see fanout.FANOUT_SLICE).
 FLUSH_SLICE: Final = 256
+# Presence frames one room may cost per second, over all its members (see room_interval).
+PRESENCE_FRAMES_PER_SECOND: Final = 2000
+
+
+def room_interval(interval: float, members: int) -> float:
+    """Seconds between two presence batches of a room with this many members' users here:
+    `interval`, or longer for a room so big that its batches would exceed the budget."""
+    return max(interval, members / PRESENCE_FRAMES_PER_SECOND)
 
 
 @attrs.frozen
@@ -120,11 +132,13 @@ async def flush(live: LiveRoom) -> None:
 
 class PresenceFlusher:
     """Flushes the rooms with unsent changes: at once after a quiet interval, then at most
-    once per interval."""
+    once per interval (the room's own, see room_interval)."""
 
     def __init__(self, *, interval: float = PRESENCE_INTERVAL) -> None:
         self._interval = interval
         self._dirty: dict[int, LiveRoom] = {}
+        # When each recently flushed room may be flushed again (rooms quiet past it go).
+        self._next: dict[int, float] = {}
         self._wake = trio.Event()
 
     def changed(self, live: LiveRoom) -> None:
@@ -133,10 +147,23 @@ class PresenceFlusher:
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
             self._wake = trio.Event()
-            dirty, self._dirty = self._dirty, {}
+            now = trio.current_time()
+            due = [live for room_id, live in self._dirty.items()
+                   if self._next.get(room_id, now) <= now]
             with trio.CancelScope(shield=True):
-                for live in dirty.values():
+                for live in due:
+                    del self._dirty[live.id]
+                    self._next[live.id] = now + room_interval(self._interval,
+                                                              len(live.by_user))
                     await flush(live)
-            await trio.sleep(self._interval)
+            now = trio.current_time()
+            for room_id in [r for r, at in self._next.items()
+                            if at <= now and r not in self._dirty]:
+                del self._next[room_id]
+            if self._dirty:
+                # Wake for the earliest due room; a change in a quiet room comes sooner.
+                with trio.move_on_at(min(self._next.get(r, now) for r in self._dirty)):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()

@@ -10,7 +10,13 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from chat.presence import Change, RoomPresence, batch_frame
+from chat.presence import (
+    PRESENCE_FRAMES_PER_SECOND,
+    Change,
+    RoomPresence,
+    batch_frame,
+    room_interval,
+)
 from tests.chat.harness import ChatWorld, Frame, Peer, Person, chat_world, until_online
 
 STUDENTS = 24
@@ -113,3 +119,11 @@ def test_presence_records_only_changes() -> None:
     assert [(c.seq, c.name, c.online) for c in presence.take()] == [
         (1, "Ann", True), (2, "Ann", False)]
     assert presence.take() == []
+
+
+def test_a_big_room_gets_fewer_batches() -> None:
+    """Up to the budget a room gets the base interval; past it the interval grows with its
+    members, so a lecture's batches cost about the same sends a second as a class's."""
+    assert room_interval(0.2, 10) == 0.2
+    assert room_interval(0.2, PRESENCE_FRAMES_PER_SECOND // 5) == 0.2
+    assert room_interval(0.2, 5 * PRESENCE_FRAMES_PER_SECOND) == 5.0
