@@ -10,7 +10,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from itertools import islice
 from typing import Any, Final
 
 import trio
@@ -32,12 +33,17 @@ from .watch import ClassWatch
 
 # History replays in pages of this many events.
 REPLAY_PAGE: Final = 500
+# A student's join answer lists the instructor and at most this many members online (see
+# _join_answer); presence batches then tell of every arrival after it.
+LISTED_ONLINE: Final = 100
 
 
 class RoomHub:
     def __init__(self, services: Services, server_name: str, *,
-                 presence_interval: float = PRESENCE_INTERVAL) -> None:
+                 presence_interval: float = PRESENCE_INTERVAL,
+                 listed_online: int = LISTED_ONLINE) -> None:
         self._services = services
+        self.listed_online = listed_online
         self._rooms: dict[int, LiveRoom] = {}
         self.server_name = server_name
         # Every connection by user, to tell members of a class about a new room.
@@ -147,7 +153,8 @@ class RoomHub:
 
     async def _join_answer(self, live: LiveRoom, access: RoomAccess, client: Client) -> str:
         """The `room/join` answer's data as JSON text. A lecture's thousand joins each list
-        the thousand members, so each member's entry is encoded once, not once per join."""
+        the instructor's roster or up to `listed_online` members, so each member's entry is
+        encoded once, not once per join."""
         room_id = live.id
         if live.members is None or client.user.id not in live.members:
             # Loaded once per room, again only when someone new to it arrives (a student who
@@ -161,19 +168,27 @@ class RoomHub:
                                               for entry in (full, brief)
                                               for online in (False, True))
         # The snapshot presence batches continue from (see presence.py).
-        online = set(live.presence.shown)
+        shown = live.presence.shown
+        online_count = len(shown)
         joined = client.rooms.get(room_id)
         if joined is not None:  # (it may have left meanwhile, kicked)
             joined.presence_seen = live.presence.seq
+        entries = live.members
         if may(access.role, Action.VIEW_ROSTER):
-            members = ",".join(entries[uid in online]
-                               for uid, entries in live.members.items())
+            online: Collection[int] = set(shown)
+            members = ",".join(entry[uid in online] for uid, entry in entries.items())
         else:
             # The roster is the instructor's: others see the instructor and who is here now,
-            # by display name (a username is a login name).
-            members = ",".join(entries[2 + (uid in online)]
-                               for uid, entries in live.members.items()
-                               if uid in online or uid == live.instructor_id)
+            # by display name (a username is a login name); in a big room only the first
+            # `listed_online` of them (themselves among them) and `online_count`: listing
+            # everyone made each answer O(N), a lecture's join storm O(N^2) bytes.
+            online = ()  # (a student's lab state does not look at it)
+            me, teacher = client.user.id, live.instructor_id
+            listed = [uid for uid in (teacher, me) if uid in entries]
+            listed += islice((uid for uid in shown
+                              if uid != me and uid != teacher and uid in entries),
+                             max(0, self.listed_online - 1))
+            members = ",".join(entries[uid][2 + (uid in shown)] for uid in listed)
         room = live.room
         state = await self._services.lab.state(access, client.user, online)
         head = encode_data({
@@ -182,6 +197,7 @@ class RoomHub:
                      "topic": room.topic, "open": room.is_open, "last_seq": live.last_seq,
                      "instructor_id": live.instructor_id, "chat_server": self.server_name},
             "you": {**user_view(client.user), "role": access.role.value},
+            "online_count": online_count,
         })
         return f'{head[:-1]},"members":[{members}]}}'
 

@@ -37,7 +37,7 @@ from .bus import RedisBus
 from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .flood import FloodGuard
 from .handlers import Dispatcher
-from .hub import RoomHub
+from .hub import LISTED_ONLINE, RoomHub
 from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
 from .presence import PRESENCE_INTERVAL
 from .relay import SYNC_INTERVAL
@@ -98,6 +98,7 @@ class ChatServer:
                  session_interval: float = CHECK_INTERVAL,
                  event_rates: Mapping[Role, Rate] = EVENT_RATES,
                  presence_interval: float = PRESENCE_INTERVAL,
+                 listed_online: int = LISTED_ONLINE,
                  bus: RedisBus | None = None) -> None:
         self._services = services
         # Closes connections whose sign-in ended (logout, expiry, password change).
@@ -115,7 +116,7 @@ class ChatServer:
         # Each connection's outgoing queue bound (see outbox.py); small in tests.
         self._outbox_limits = (outbox_frames, outbox_bytes)
         self._hub = RoomHub(services, server_name or "chat",
-                            presence_interval=presence_interval)
+                            presence_interval=presence_interval, listed_online=listed_online)
         self._dispatcher = Dispatcher(services, self._hub)
         if bus is not None:
             # Start-up runs the bus (app servers in the process publish on it too).

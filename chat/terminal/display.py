@@ -60,18 +60,29 @@ class Roster:
 
     def __init__(self) -> None:
         self.by_id: dict[int, Member] = {}
+        # Who is online as the server counts it (join answer, presence), when it says: in a
+        # big room a student's join answer lists only the first names.
+        self.online_count: int | None = None
 
-    def reset(self, members: Iterable[Mapping[str, Any]]) -> None:
+    def reset(self, members: Iterable[Mapping[str, Any]],
+              online_count: int | None = None) -> None:
         self.by_id = {}
+        self.online_count = online_count
         for value in members:
             member = Member.from_json(value)
             self.by_id[member.id] = member
+
+    def online(self) -> int:
+        return (self.online_count if self.online_count is not None
+                else sum(m.online for m in self.by_id.values()))
 
     def presence(self, user_id: int, name: str, online: bool) -> bool:
         """Apply a presence event; True when it changed something worth telling."""
         member = self.by_id.get(user_id)
         if member is None:
-            self.by_id[user_id] = Member(user_id, "", name or f"user {user_id}", online=online)
+            if online:  # (one never listed who left is not kept as an offline member)
+                self.by_id[user_id] = Member(user_id, "", name or f"user {user_id}",
+                                             online=online)
             return True
         changed = member.online != online
         member.online = online
@@ -130,7 +141,9 @@ class Roster:
         order = sorted(self.by_id.values(),
                        key=lambda m: (m.role != "instructor", not m.online,
                                       m.display_name.casefold()))
-        out = [f"{len(order)} members, {sum(m.online for m in order)} online:"]
+        listed = sum(m.online for m in order)
+        more = f" ({listed} listed)" if listed < self.online() else ""
+        out = [f"{len(order)} members, {self.online()} online{more}:"]
         for m in order:
             dot = "●" if m.online else "○"
             you = " (you)" if m.id == me else ""

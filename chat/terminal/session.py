@@ -316,16 +316,17 @@ class ChatSession:
             self.room = room
         members = data.get("members")
         if isinstance(members, list):
-            self.roster.reset(m for m in members if isinstance(m, dict) and "id" in m)
+            count = data.get("online_count")
+            self.roster.reset((m for m in members if isinstance(m, dict) and "id" in m),
+                              count if isinstance(count, int) else None)
         self.joined = True
         self.ever_joined = True
         if resumed:
             self._say("* reconnected")
             return
         label = _room_label(self.room) if self.room else f"room {self.room_id}"
-        online = sum(m.online for m in self.roster.by_id.values())
         self._say(f"* joined the {label} as {self.role}; {len(self.roster.by_id)} members,"
-                  f" {online} online. /help lists the commands.")
+                  f" {self.roster.online()} online. /help lists the commands.")
         if self.room and self.room.get("open") is False:
             self._say("* this room has ended: its history is read-only")
 
@@ -356,6 +357,9 @@ class ChatSession:
         changes = data.get("changes")
         if data.get("room_id") not in (None, self.room_id) or not isinstance(changes, list):
             return
+        count = data.get("online_count")
+        if isinstance(count, int):
+            self.roster.online_count = count
         for change in changes:
             user_id = change.get("user_id") if isinstance(change, Mapping) else None
             if not isinstance(user_id, int):

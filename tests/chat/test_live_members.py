@@ -36,3 +36,24 @@ async def test_students_see_the_instructor_and_who_is_online_by_name(db_url: str
                 assert presence and all(set(change) == {"user_id", "name", "online"}
                                         for f in presence for change in f["data"]["changes"])
                 assert not any("carl" in str(frame) for frame in a.log)
+
+
+async def test_in_a_big_room_a_student_gets_a_few_names_and_the_count(db_url: str) -> None:
+    """Past `listed_online` (here 2) a student's answer lists the instructor, themselves and
+    the first others online up to it, and says how many are online: listing everyone made a
+    lecture's join storm O(N^2). The instructor still gets the whole roster."""
+    with trio.fail_after(20):
+        async with chat_world(db_url, listed_online=2) as world:
+            lesson = await world.live_class("teacher", "ann", "bob", "carl", "dan")
+            teacher, ann, bob, carl, dan = lesson.people
+            rid = lesson.room.id
+            async with world.joined(rid, ann, bob, carl) as _, world.connect(dan) as d:
+                answer = (await d.join(rid))["data"]
+                assert answer["online_count"] == 4
+                listed = {m["id"]: m["online"] for m in answer["members"]}
+                assert listed == {teacher.id: False, dan.id: True, ann.id: True}
+                async with world.connect(teacher) as t:
+                    answer = (await t.join(rid))["data"]
+                    assert answer["online_count"] == 5
+                    assert {m["id"] for m in answer["members"] if m["online"]} == {
+                        teacher.id, ann.id, bob.id, carl.id, dan.id}

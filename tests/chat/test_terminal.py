@@ -181,6 +181,25 @@ def test_quit_help_who_and_end_of_input() -> None:
     assert other.exit_code == 0
 
 
+def test_who_in_a_big_room_counts_everyone_online_and_lists_the_names_it_has() -> None:
+    """A big room's join answer lists a student only the first names; the count is the
+    server's (join answer, then each presence batch), and one never listed who leaves is
+    told of but not kept."""
+    session = ChatSession(ROOM, tz=UTC)
+    session.connected()
+    [join] = sent(session)
+    session.receive(frame("room/join", {
+        "room": {"id": ROOM, "kind": "live", "topic": "", "open": True, "last_seq": 0},
+        "you": {k: ANN[k] for k in ("id", "username", "display_name", "role")},
+        "members": [TEACHER, ANN, BOB], "online_count": 40}, ref=join["ref"]))
+    assert session.take_output()[0].endswith("3 members, 40 online. /help lists the commands.")
+    gone = {"user_id": 9, "name": "Zed", "online": False}
+    session.receive(frame("presence", {"room_id": ROOM, "changes": [gone], "online_count": 39}))
+    assert session.take_output() == ["* Zed is offline"]
+    session.line("/who")
+    assert session.take_output()[0] == "3 members, 39 online (2 listed):"
+
+
 # -- events -> lines ----------------------------------------------------------------------
 
 def test_event_lines() -> None:

@@ -265,6 +265,9 @@
     lastSeq: Number(settings.after || 0),
     joinRef: null,
     members: new Map(),
+    // Who is online, as the server counts it (join answer, presence): in a big room a
+    // student's list holds only the first names, so counting the list would be wrong.
+    onlineCount: null,
     ended: false,
     locked: null, // why nobody can write here any more (ended, removed, refused), or null
     onLocked: null,
@@ -442,7 +445,7 @@
     function updateOnlineCount() {
       let online = 0;
       room.members.forEach((m) => { if (m.online) online += 1; });
-      onlineCount.textContent = String(online);
+      onlineCount.textContent = String(room.onlineCount === null ? online : room.onlineCount);
     }
 
     function renderTargets(members) {
@@ -607,6 +610,7 @@
     start(roomHandlers({
       joined: (data) => {
         room.members = new Map((data.members || []).map((m) => [m.id, m]));
+        room.onlineCount = typeof data.online_count === "number" ? data.online_count : null;
         renderMembers();
         setStale(false);
         setReady(true);
@@ -623,9 +627,12 @@
       presence: (data) => {
         // One batch per interval: every change since this page's last snapshot or batch.
         let added = false;
+        if (typeof data.online_count === "number") room.onlineCount = data.online_count;
         for (const change of Array.isArray(data.changes) ? data.changes : []) {
           const online = Boolean(change.online);
           const member = room.members.get(change.user_id);
+          // Leaving, and never listed (a big room's answer lists only the first names).
+          if (!member && !online) continue;
           if (!member) {
             // Someone who joined the class after this page loaded.
             room.members.set(change.user_id, {
