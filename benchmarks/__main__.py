@@ -15,8 +15,10 @@ machine (other work on it included) and the ratios between them mean something:
 - our rooms (the second): 50 rooms of 20 members, every member a paced sender, 20,000
   deliveries/s asked for in all, open loop: delivery latency p50/p99/max counted from each
   message's intended send time, and the deliveries/s achieved;
-- `idle-ws`: N idle members in one room (`--idle`): memory per connection, and how long a
-  message still takes to reach a member (benchmarks/idle_connections.py).
+- `idle-ws`: N idle members in one room (`--idle`, 10,000): memory per connection, and how
+  long a message still takes to reach a member (benchmarks/idle_connections.py);
+- `join-storm`: `--storm` members (5,000) joining one room over `--storm-over` seconds (60):
+  connect + `room/join` answer p50/p99, and the instructor's messages to a member meanwhile.
 
 HTTP load comes from wrk when it is installed (Debian: `apt-get install wrk`), else from
 benchmarks/loadgen.py: closed-loop keep-alive clients on raw sockets in their own processes.
@@ -319,24 +321,48 @@ class Suite:
                       flush=True)
 
     def idle(self) -> None:
-        wanted = self.args.idle
-        print(f"Idle: {wanted:,} WebSocket clients joined to one room", flush=True)
+        """Issue 10's two targets of the live side's joining, each on a server of its own:
+        memory per idle connection (`--idle`, 10,000), and a join storm (`--storm` members
+        joining one room over `--storm-over` seconds: join p50/p99, the instructor's
+        messages to a member meanwhile)."""
         limit = idle_connections.raise_fd_limit()
-        if wanted + idle_connections.FD_MARGIN > limit:
-            wanted = limit - idle_connections.FD_MARGIN
-            print(f"  (the open-file limit {limit} allows {wanted:,})", flush=True)
-        with self.database() as db_url, server_process(db_url, "--no-http") as urls:
-            measured = trio.run(idle_connections.run_steps, urls["chat"], db_url,
-                                [0, wanted], urls["pid"])[-1]
-        row = {"path": "idle-ws", "clients": measured["connections"], "req_per_s": None,
-               "x_bare": None, "p50_ms": measured["message_ms"], "p99_ms": None,
+        for kind, wanted, over in (("idle-ws", self.args.idle, 0.0),
+                                   ("join-storm", self.args.storm, self.args.storm_over)):
+            if not wanted:
+                continue
+            [step] = idle_connections.fit_steps([wanted])
+            what = (f"{step:,} WebSocket clients joined to one room, idle" if not over else
+                    f"{step:,} members joining one room over {over:.0f} s")
+            print(f"{kind}: {what} (open-file limit {limit})", flush=True)
+            with self.database() as db_url, server_process(db_url, "--no-http") as urls:
+                measured = trio.run(idle_connections.run_steps, urls["chat"], db_url,
+                                    [0, step], urls["pid"], over)[-1]
+            self.idle_row(kind, step, measured)
+
+    def idle_row(self, kind: str, wanted: int, measured: dict[str, Any]) -> None:
+        storm = kind == "join-storm"
+        row = {"path": kind, "clients": measured["connections"], "req_per_s": None,
+               "x_bare": None,
+               "p50_ms": measured["storm_join_p50_ms"] if storm else measured["message_ms"],
+               "p99_ms": measured["storm_join_p99_ms"] if storm else None,
                "max_ms": None, "errors": wanted - measured["connections"],
-               "server_cpu_ms": None, **{f"idle_{k}": v for k, v in measured.items()}}
+               "server_cpu_ms": measured["storm_cpu_ms_per_join"] if storm else None,
+               **{f"idle_{k}": v for k, v in measured.items()}}
         self.rows.append(row)
-        print(f"  idle-ws          {measured['connections']:,} connections  "
-              f"{measured['rss_mib']:.0f} MiB RSS  {measured['kib_per_connection']:.1f} KiB "
-              f"each  a message reaches a member in {measured['message_ms']:.1f} ms  "
-              f"(connecting and joining took {measured['connect_s']} s)", flush=True)
+        if storm:
+            print(f"  join-storm       {measured['connections']:,} joined in "
+                  f"{measured['connect_s']} s  join p50 {measured['storm_join_p50_ms']} ms  "
+                  f"p99 {measured['storm_join_p99_ms']} ms  a message to a member meanwhile "
+                  f"p50 {measured['storm_message_p50_ms']} ms  p99 "
+                  f"{measured['storm_message_p99_ms']} ms  {measured['storm_cpu_ms_per_join']} "
+                  f"ms server CPU per join  (load average {measured['load_average']})",
+                  flush=True)
+        else:
+            print(f"  idle-ws          {measured['connections']:,} connections  "
+                  f"{measured['rss_mib']:.0f} MiB RSS  {measured['kib_per_connection']:.1f} "
+                  f"KiB each  a message reaches a member in {measured['message_ms']:.1f} ms  "
+                  f"(connecting and joining took {measured['connect_s']} s; load average "
+                  f"{measured['load_average']})", flush=True)
 
     @contextmanager
     def database(self) -> Iterator[str]:
@@ -365,7 +391,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="4 s per HTTP row, 1,000 members x 30 messages, 10 rooms at "
-                        "4,000 deliveries/s for 4 s, 300 idle")
+                        "4,000 deliveries/s for 4 s, 1,000 idle, a storm of 500 joins over 6 s")
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP row")
     parser.add_argument("--paths", nargs="+", choices=HTTP_PATHS, default=list(HTTP_PATHS))
@@ -385,8 +411,14 @@ def main() -> None:
                         help="deliveries/s the rooms' paced senders ask for (default 20000)")
     parser.add_argument("--live-seconds", type=float, default=10.0,
                         help="how long the rooms' senders send (default 10)")
-    parser.add_argument("--idle", type=int, default=1000,
-                        help="idle WebSocket clients held in one room (default 1000)")
+    parser.add_argument("--idle", type=int, default=10_000,
+                        help="idle WebSocket clients held in one room (default 10,000; 0: "
+                             "skip)")
+    parser.add_argument("--storm", type=int, default=5000,
+                        help="members joining one room in the join storm (default 5,000; "
+                             "0: skip)")
+    parser.add_argument("--storm-over", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds the storm's joins are spread over (default 60)")
     parser.add_argument("--only", choices=["http", "fanout", "rooms", "idle"])
     parser.add_argument("--loadgen", choices=["python", "wrk", "auto"], default="python",
                         help="closed-loop rows: benchmarks/loadgen.py (default), wrk, or "
@@ -404,7 +436,8 @@ def main() -> None:
     parser.add_argument("--mysql-server", default=http_load.MYSQL_SERVER)
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.members, args.messages, args.idle = 4.0, 1000, 30, 300
+        args.seconds, args.members, args.messages, args.idle = 4.0, 1000, 30, 1000
+        args.storm, args.storm_over = 500, 6.0
         args.rooms, args.rate, args.live_seconds = 10, 4000.0, 4.0
     suite = Suite(args)
     started = time.monotonic()
