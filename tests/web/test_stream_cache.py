@@ -14,6 +14,7 @@ from markupsafe import escape
 
 from tests.web.harness import PASSWORD, Browser, WebWorld, form_csrf, join_code
 from web import pages as page_handlers
+from web.render import SlottedPage, slot
 
 _CSRF_VALUES = re.compile(r'name="csrf" value="([^"]*)"')
 _TOPBAR = re.compile(r'<header class="topbar">.*?</header>', re.S)
@@ -49,7 +50,9 @@ async def test_each_visitor_gets_their_own_bits_of_the_shared_page(
             for student in (bob, cat, dan):
                 assert (await student.join(code)).status_code == 303
             await ada.post_update(classroom, "Lenses", "Read chapter 3.", "week1")
-            await ada.post_update(classroom, "Mirrors", "Read chapter 4.", "week2")
+            # A slot's marker typed by a user is text: escaped, never filled.
+            await ada.post_update(classroom, "Mirrors <!--slot:csrf-->", "<!--slot:who-->",
+                                  "week2")
             post_id = re.search(r'id="post-(\d+)"', (await bob.get(page)).text)
             assert post_id is not None
             # Bob's private question: his and the instructor's to see, nobody else's.
@@ -97,6 +100,9 @@ async def test_each_visitor_gets_their_own_bits_of_the_shared_page(
                 assert "Bob&#39;s own question" not in pages[who], who
                 assert "Private with" not in pages[who]
             assert "Private with Bob Writer" in pages["ada"]
+            for html in pages.values():
+                assert "Mirrors &lt;!--slot:csrf--&gt;" in html
+                assert "&lt;!--slot:who--&gt;" in html
             assert form_csrf(pages["cat"]) != form_csrf(pages["dan"])
 
             def without_own_bits(html: str) -> str:
@@ -156,3 +162,11 @@ async def test_changes_show_on_the_shared_page_at_once(web: WebWorld) -> None:
                                        f"{page}/students/{bob_user.id}/remove", {})
             assert removed.status_code == 303
             assert (await bob.get(page)).status_code == 404
+
+
+def test_a_slotted_page_never_goes_out_with_a_slot_open() -> None:
+    shared = SlottedPage.split(f"<p>{slot('who')} {slot('csrf')}, {slot('csrf')}</p>")
+    assert shared.fill({"who": b"Ann", "csrf": b"t0k"}) == b"<p>Ann t0k, t0k</p>"
+    with pytest.raises(KeyError):
+        shared.fill({"csrf": b"t0k"})
+    assert SlottedPage.split("<p>plain</p>").fill({}) == b"<p>plain</p>"
