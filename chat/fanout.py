@@ -1,10 +1,16 @@
 """Fan-out: the one path every stored event takes. Store first (getting the room's next
 seq), then queue the same encoded frame for each member it is meant for, in seq order.
 
+A room's events are stored concurrently (the database gives out the seqs, and stores events
+arriving together in one transaction: storage/groupcommit.py), so a room's pace is not one
+event per database round trip; they are sent one at a time, in seq order.
+
 Invariants:
-- `LiveRoom.lock` is held from storing an event to queueing it for every member, so members
-  receive a room's events in seq order (events other processes stored before ours are
-  relayed first, see relay.py);
+- `LiveRoom.lock` is held while an event is queued for every member and `last_seq` moves,
+  so members receive a room's events in seq order, each once: an event stored here waits in
+  `LiveRoom.unsent` until every event before it was sent; a gap that none of this server's
+  appends in flight can fill is another process's, relayed from the database first (see
+  relay.py);
 - private events reach only the sender's and the recipient's connections.
 """
 
@@ -63,6 +69,11 @@ class LiveRoom:
     banned: set[int] = attrs.field(factory=set)
     # Who members are told is online, and the changes waiting for the next batch.
     presence: RoomPresence = attrs.field(factory=RoomPresence)
+    # Events this server stored and has not sent yet, by seq; how many of its appends are
+    # still on their way; and the event set (then replaced) when one of those ends.
+    unsent: dict[int, RoomEvent] = attrs.field(factory=dict)
+    appending: int = 0
+    appended: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def id(self) -> int:
@@ -136,23 +147,55 @@ class FanOut:
         the room (recipient None) or to the sender and the recipient only. Whatever was
         stored is sent: nothing fails between the store and the queueing. A resend (the
         sender's `client_id` again) returns the first event, sent again to nobody."""
-        async with live.lock:
-            # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
-            # removed or times out mid-store must not leave an event stored but unsent, a
-            # gap live members would only see after a resume.
-            with trio.CancelScope(shield=True):
+        await trio.lowlevel.checkpoint_if_cancelled()
+        # Shielded (the storage layer has its own timeouts): a sender that hangs up, is
+        # removed or times out mid-store must not leave an event stored but unsent, a gap
+        # live members would only see after a resume.
+        with trio.CancelScope(shield=True):
+            live.appending += 1
+            try:
                 stored = await self._services.rooms.append(live.id, event, sender,
                                                            recipient_id, data, state=state,
                                                            client_id=client_id)
-                if stored.room_id != live.id or stored.seq <= live.last_seq:
-                    return stored  # a resend of an event already sent here
-                # (A resend of an event another server stored is new here: it is sent now.)
-                await self._caught_up(live, stored.seq)
-                live.last_seq = stored.seq
-                await live.deliver_event(stored)
+                if stored.room_id == live.id and stored.seq > live.last_seq:
+                    # (A resend of an event another server stored is new here: sent now.)
+                    live.unsent[stored.seq] = stored
+            finally:
+                live.appending -= 1
+                live.appended.set()
+                live.appended = trio.Event()
+            if stored.room_id == live.id:
+                await self._send_in_order(live, stored.seq)
         metrics.EVENTS_STORED.inc()
         metrics.EVENTS_DELIVERED.labels("local").inc()
         return stored
+
+    async def _send_in_order(self, live: LiveRoom, seq: int) -> None:
+        """Return once the room's events up to `seq` were sent: those stored here from
+        `unsent`, in seq order; a gap, once none of this server's appends in flight can
+        fill it, from the database (another process stored it)."""
+        try:
+            while seq > live.last_seq:
+                async with live.lock:
+                    while (stored := live.unsent.pop(live.last_seq + 1, None)) is not None:
+                        live.last_seq = stored.seq
+                        await live.deliver_event(stored)
+                    if seq <= live.last_seq:
+                        break
+                    if not live.appending:
+                        first = min(s for s in live.unsent if s > live.last_seq)
+                        await self._caught_up(live, first)
+                        if live.last_seq < first:  # the gap could not be filled: skipped
+                            stored = live.unsent.pop(first)
+                            live.last_seq = first
+                            await live.deliver_event(stored)
+                        continue
+                    appended = live.appended
+                await appended.wait()
+        finally:
+            # Sent meanwhile by someone else (relayed from the database), or sent now.
+            for stale in [s for s in live.unsent if s <= live.last_seq]:
+                del live.unsent[stale]
 
     async def close(self, live: LiveRoom, access: RoomAccess, user: User) -> bool:
         """Store `room/closed` and send it to everyone. False when the room had already

@@ -21,8 +21,11 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Final, ParamSpec, TypeVar
 
+import attrs
+
 from .database import Database, Executor, Row, split_script
 from .errors import Contention, DuplicateKey, StorageError
+from .groupcommit import GroupCommit
 from .migrations import SCHEMA_VERSION, STEPS
 from .mysql import MySQLDatabase
 from .records import (
@@ -63,6 +66,13 @@ LIVE_SCOPE: Final = "live"
 # How long a retry may come after its first try and still get the first answer.
 KEY_LIFETIME: Final = timedelta(days=1)
 _EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
+# Events one transaction stores at most, and their data's characters (a statement stays
+# far from MySQL's max_allowed_packet and SQLite's placeholder limit).
+APPEND_BATCH: Final = 100
+APPEND_BATCH_BYTES: Final = 1024 * 1024
+# Batches written at once (each holds a pooled connection): a batch's time is mostly waiting
+# for the database, during which the next can be under way.
+APPEND_PARALLEL: Final = 4
 # One statement (both dialects know REPLACE): a DELETE then INSERT transaction deadlocks on
 # MySQL when several users set a first value at once (gap locks).
 _REPLACE_STATE: Final = ("REPLACE INTO room_state (room_id, user_id, name, value, updated_at)"
@@ -123,12 +133,29 @@ def _retried(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     return wrapper
 
+@attrs.frozen
+class _NewEvent:
+    """An event to store (see Storage.append_event)."""
+
+    room_id: int
+    event: str
+    sender_id: int
+    recipient_id: int | None
+    data: str
+    now: datetime
+    client_id: str | None
+
+
 class Storage:
     """Every read and write the program makes. Raises only `storage.errors` exceptions."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._listeners: list[ChangeListener] = []
+        # Events stored together while others are being stored (see append_event).
+        self._appends: GroupCommit[_NewEvent, RoomEvent | None] = GroupCommit(
+            self._append_batch, max_items=APPEND_BATCH, size=lambda new: len(new.data),
+            max_size=APPEND_BATCH_BYTES, parallel=APPEND_PARALLEL)
 
     @property
     def backend(self) -> str:
@@ -734,7 +761,6 @@ class Storage:
                 (server, room_id, replacing))
         return written.rowcount == 1
 
-    @_retried
     async def append_event(self, room_id: int, event: str, sender_id: int,
                            recipient_id: int | None, data: str, now: datetime,
                            *, state: Sequence[StateWrite] = (),
@@ -744,7 +770,106 @@ class Storage:
         does not exist, checked in the same statement that takes the seq.
 
         `client_id`: the sender's own id for the event. When the sender already stored an
-        event under it (a resend), nothing is stored and that first event is returned."""
+        event under it (a resend), nothing is stored and that first event is returned.
+
+        Events without state that arrive while others are being stored are stored together
+        (groupcommit.py), in one transaction, each with the same outcome as alone."""
+        if state:
+            return await self._append_alone(_NewEvent(room_id, event, sender_id, recipient_id,
+                                                      data, now, client_id), state)
+        return await self._appends(_NewEvent(room_id, event, sender_id, recipient_id, data,
+                                             now, client_id))
+
+    async def _append_batch(self, batch: list[_NewEvent]
+                            ) -> Sequence[RoomEvent | BaseException | None]:
+        if len(batch) > 1:
+            try:
+                return await self._append_together(batch)
+            except StorageError:
+                pass  # each again on its own: its own retry, duplicate or error
+        results: list[RoomEvent | BaseException | None] = []
+        for new in batch:
+            try:
+                results.append(await self._append_alone(new))
+            except StorageError as exc:
+                results.append(exc)
+        return results
+
+    async def _append_together(self, batch: list[_NewEvent]) -> list[RoomEvent | None]:
+        """The batch in one transaction: each room's seq taken once for all its events
+        (in batch order), every event and client id written with one statement each.
+        Raises StorageError (nothing stored) on any failure, a client id used twice in
+        the batch included."""
+        results: list[RoomEvent | None] = [None] * len(batch)
+        keyed = [(new.sender_id, new.client_id) for new in batch if new.client_id is not None]
+        firsts: dict[tuple[int, str], str] = {}
+        if keyed:
+            rows = await self.db.fetch_all(
+                "SELECT user_id, idem_key, answer FROM idempotency_keys WHERE scope = %s AND ("
+                + " OR ".join(["(user_id = %s AND idem_key = %s)"] * len(keyed)) + ")",
+                (LIVE_SCOPE, *(value for pair in keyed for value in pair)))
+            firsts = {(int(user_id), str(key)): str(answer) for user_id, key, answer in rows}
+        todo: list[int] = []
+        for n, new in enumerate(batch):
+            answer = (None if new.client_id is None
+                      else firsts.get((new.sender_id, new.client_id)))
+            if answer is None:
+                todo.append(n)
+            else:  # a resend: its first event
+                results[n] = await self._event_of_answer(answer)
+        if not todo:
+            return results
+        counts: dict[int, int] = {}
+        for n in todo:
+            counts[batch[n].room_id] = counts.get(batch[n].room_id, 0) + 1
+        rooms = sorted(counts)
+        async with self.db.transaction() as tx:
+            # The row locks taken by this UPDATE order concurrent appends to each room.
+            await tx.execute(
+                "UPDATE rooms SET last_seq = last_seq + CASE id"
+                + " WHEN %s THEN %s" * len(rooms)
+                + f" END WHERE id IN ({_in_list(rooms)}) AND ended_at IS NULL",
+                (*(value for room in rooms for value in (room, counts[room])), *rooms))
+            rows = await tx.fetch_all(
+                f"SELECT id, last_seq FROM rooms WHERE id IN ({_in_list(rooms)})"
+                " AND ended_at IS NULL", tuple(rooms))
+            next_seq = {int(room): int(last) - counts[int(room)] + 1 for room, last in rows}
+            events: list[RoomEvent] = []
+            keys: list[Any] = []
+            for n in todo:
+                new = batch[n]
+                seq = next_seq.get(new.room_id)
+                if seq is None:
+                    continue  # ended, or no such room: nothing stored
+                next_seq[new.room_id] = seq + 1
+                stored = RoomEvent(room_id=new.room_id, seq=seq, event=new.event,
+                                   sender_id=new.sender_id, recipient_id=new.recipient_id,
+                                   data=new.data, created_at=new.now)
+                results[n] = stored
+                events.append(stored)
+                if new.client_id is not None:
+                    keys += (new.sender_id, LIVE_SCOPE, new.client_id,
+                             f"{new.room_id}:{seq}", new.now)
+            if events:
+                await tx.execute(
+                    f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES "
+                    + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(events)),
+                    tuple(value for e in events for value in (
+                        e.room_id, e.seq, e.event, e.sender_id, e.recipient_id, e.data,
+                        e.created_at)))
+            if keys:
+                await tx.execute(
+                    "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
+                    " created_at) VALUES "
+                    + ", ".join(["(%s, %s, %s, %s, %s)"] * (len(keys) // 5)), tuple(keys))
+        return results
+
+    @_retried
+    async def _append_alone(self, new: _NewEvent, state: Sequence[StateWrite] = ()
+                            ) -> RoomEvent | None:
+        room_id, event, sender_id, recipient_id, data, now, client_id = (
+            new.room_id, new.event, new.sender_id, new.recipient_id, new.data, new.now,
+            new.client_id)
         if client_id is not None:
             first = await self._event_of_key(sender_id, client_id)
             if first is not None:
@@ -778,7 +903,10 @@ class Storage:
             " AND idem_key = %s", (sender_id, LIVE_SCOPE, client_id))
         if row is None:
             return None
-        room_id, _, seq = str(row[0]).partition(":")
+        return await self._event_of_answer(str(row[0]))
+
+    async def _event_of_answer(self, answer: str) -> RoomEvent | None:
+        room_id, _, seq = answer.partition(":")
         found = await self.db.fetch_one(
             f"SELECT {_EVENT_COLUMNS} FROM room_events WHERE room_id = %s AND seq = %s",
             (int(room_id), int(seq)))

@@ -14,6 +14,7 @@ from storage import (
     Classroom,
     DuplicateKey,
     Room,
+    RoomEvent,
     Storage,
     TagCount,
     User,
@@ -969,3 +970,49 @@ async def test_stored_bytes_counts_utf8_bytes_per_sender(storage: Storage) -> No
         assert await storage.stored_bytes(room.id, teacher.id, events=("code",),
                                           excluding=True) == 12
         assert await storage.stored_bytes(room.id, teacher.id) == 19
+
+
+async def test_appends_arriving_together_are_stored_together_each_as_if_alone(
+        storage: Storage) -> None:
+    """Events stored at once share transactions (storage/groupcommit.py), and each gets what
+    it would alone: its room's next seq, nothing in an ended room, the first event again for
+    a resend (of an earlier event, or of one arriving beside it)."""
+    with trio.fail_after(10):
+        teacher, classroom, one = await new_room(storage)
+        two = await storage.create_room(classroom.id, "live", "t", teacher.id, T0)
+        ended = await storage.create_room(classroom.id, "live", "t", teacher.id, T0)
+        assert await storage.end_room(ended.id, T0)
+        first = await storage.append_event(one.id, "chat", teacher.id, None, "first", T0,
+                                           client_id="k0")
+        batches_before = storage._appends.batches
+        results: dict[str, RoomEvent | None] = {}
+
+        async def append(name: str, room: Room, key: str | None) -> None:
+            results[name] = await storage.append_event(room.id, "chat", teacher.id, None,
+                                                       name, T0, client_id=key)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(append, f"one{i}", one, f"a{i}")
+                nursery.start_soon(append, f"two{i}", two, None)
+            nursery.start_soon(append, "ended", ended, "e")
+            nursery.start_soon(append, "resend", one, "k0")
+            nursery.start_soon(append, "twice", two, "same")
+            nursery.start_soon(append, "twice again", two, "same")
+        calls = len(results)
+        assert storage._appends.batches - batches_before < calls
+        assert results["ended"] is None
+        assert results["resend"] == first
+        assert results["twice"] == results["twice again"] is not None
+        for room, names, count in ((one, [f"one{i}" for i in range(8)], 9),
+                                   (two, [f"two{i}" for i in range(8)] + ["twice"], 9)):
+            stored = await storage.list_events(room.id, teacher.id)
+            assert [e.seq for e in stored] == list(range(1, count + 1))
+            assert sorted(e.data for e in stored if e.data != "first") in (
+                sorted(names), sorted([*names[:-1], "twice again"]))
+            assert {e.seq: e for e in stored} == {
+                r.seq: r for name, r in results.items()
+                if r is not None and r.room_id == room.id}
+            fetched = await storage.get_room(room.id)
+            assert fetched is not None and fetched.last_seq == count
+        assert await count_rows(storage, "room_events") == 18
