@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from classroom.cli import LOG_FORMAT, LogFormatter
 from tests.web.harness import PASSWORD, WebWorld
 from tests.web.live_peer import api_user, eventually, live_peer
 
@@ -67,5 +68,16 @@ def serve_and_log(tmp_path: Path, *flags: str) -> str:
 
 
 def test_quiet_turns_the_access_log_off(tmp_path: Path) -> None:
-    assert re.search(r"INFO web\.access: GET /api/v1/healthz 200 ", serve_and_log(tmp_path))
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO web\.access: "
+                     r"GET /api/v1/healthz 200 ", serve_and_log(tmp_path), re.MULTILINE)
     assert "web.access" not in serve_and_log(tmp_path, "--quiet")
+
+
+def test_log_lines_carry_the_time_as_logging_formats_it() -> None:
+    # The serve command's formatter makes the date and time once per second.
+    standard, ours = logging.Formatter(LOG_FORMAT), LogFormatter(LOG_FORMAT)
+    for created in (1700000000.0, 1700000000.9995, 1700000001.25, 1700000060.5, 1700003600.0):
+        record = logging.LogRecord("web.access", logging.INFO, __file__, 1, "GET / 200", (),
+                                   None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == standard.format(record)
