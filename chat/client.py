@@ -43,6 +43,11 @@ class Client:
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     close_code: int = CLOSE_NORMAL
     close_reason: str = ""
+    # Keepalive (one task pings every connection, see ChatServer._keepalive): the
+    # connection, when it is next due a ping, and the ping in flight (None between pings).
+    ws: Any = None
+    next_ping: float = 0.0
+    ping: trio.CancelScope | None = None
 
     def deliver(self, room_id: int, frame: bytes) -> None:
         """Queue a live frame of a room (held back while that room's history replays)."""

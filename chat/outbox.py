@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -66,6 +67,11 @@ class Outbox:
         self.closing = False  # a close frame was queued: nothing may follow it
         self.broken: OSError | None = None
         self._waiting_writable = False  # one task waits for the socket; the others for it
+        # Set by the connection: starts a writer task (`drain(until_idle=True)`) when bytes
+        # wait for the socket and none runs. Most connections are idle most of the time, and
+        # a writer parked for each of them cost about 2 KiB of memory apiece.
+        self.start_writer: Callable[[], None] | None = None
+        self._writer_started = False
 
     def __len__(self) -> int:
         return len(self._data) + len(self._control) + bool(self._partial)
@@ -100,12 +106,19 @@ class Outbox:
                 return False
             if written:
                 self._partial, self._partial_control = frame[written:], False
-                self._has_data.unpark()
+                self._backlog()
                 return True
         self._data.append(frame)
         self._data_bytes += len(frame)
-        self._has_data.unpark()
+        self._backlog()
         return True
+
+    def _backlog(self) -> None:
+        """Bytes wait for the socket: wake the writer, or have one started."""
+        self._has_data.unpark()
+        if self.start_writer is not None and not self._writer_started:
+            self._writer_started = True
+            self.start_writer()
 
     def _send(self, data: bytes) -> int:
         assert self._sock is not None
@@ -156,7 +169,7 @@ class Outbox:
         self._control.append(data)
         self._controls_queued += 1
         mine = self._controls_queued
-        self._has_data.unpark()
+        self._backlog()
         while self._controls_done < mine:
             if self.closed or self.broken is not None:
                 raise trio.BrokenResourceError("connection lost") from self.broken
@@ -183,22 +196,29 @@ class Outbox:
         if self._sock is not None:
             self._write_batch()
 
-    async def drain(self) -> None:
-        """Write queued bytes as the socket allows, until the connection ends.
+    async def drain(self, *, until_idle: bool = False) -> None:
+        """Write queued bytes as the socket allows, until the connection ends (or, with
+        `until_idle`, until nothing is left to write: a writer `start_writer` started).
         Raises Overflow when the client fell behind; returns when the outbox is closed;
         raises trio.BrokenResourceError when the socket fails (ClosedResourceError when
         it is closed while this waits for it)."""
-        while True:
-            if self.broken is not None:
-                raise trio.BrokenResourceError("connection lost") from self.broken
-            if self._idle() or self._sock is None:
-                if self.closed:
-                    return
-                if self.overflowed and self._idle():
-                    raise Overflow
-                await self._has_data.park()
-                continue
-            await self._write_when_writable()
+        try:
+            while True:
+                if self.broken is not None:
+                    raise trio.BrokenResourceError("connection lost") from self.broken
+                if self._idle() or self._sock is None:
+                    if self.closed:
+                        return
+                    if self.overflowed and self._idle():
+                        raise Overflow
+                    if until_idle:
+                        return
+                    await self._has_data.park()
+                    continue
+                await self._write_when_writable()
+        finally:
+            if until_idle:
+                self._writer_started = False
 
     def _write_batch(self) -> None:
         """One non-blocking write of the partial tail, then control frames, then data, up to

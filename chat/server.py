@@ -54,6 +54,8 @@ HARD_MESSAGE_LIMIT: Final = 4 * 1024 * 1024
 HANDSHAKE_TIMEOUT: Final = 10.0
 PING_INTERVAL: Final = 20.0
 PING_TIMEOUT: Final = 15.0
+# The keepalive task looks for connections due a ping this many times per ping interval.
+PING_TICKS: Final = 10
 EVENT_TIMEOUT: Final = 20.0
 CLOSE_TIMEOUT: Final = 3.0
 SHUTDOWN_GRACE: Final = 3.0
@@ -159,6 +161,7 @@ class ChatServer:
                 interval=self._relay_interval))
             connections.start_soon(self._hub.watch.follow)
             connections.start_soon(self._session_watch.run)
+            connections.start_soon(self._keepalive)
             task_status.started(bound)
             await self._shutdown.wait()
             listener.cancel()
@@ -240,18 +243,24 @@ class ChatServer:
                      token: str) -> None:
         ws = await request.accept()
         started = trio.current_time()
-        client = Client(user=user, outbox=outbox)
+        client = Client(user=user, outbox=outbox, ws=ws,
+                        next_ping=trio.current_time() + self._ping_interval)
         self._clients.add(client)
         self._session_watch.watch(client, token)
         self._hub.connected(client)
         try:
             with client.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write, client)
-                    nursery.start_soon(self._keepalive, client, ws)
+                    # A writer runs only while bytes wait for the socket (see outbox.py).
+                    outbox.start_writer = lambda: nursery.start_soon(self._write, client)
+                    if len(outbox):
+                        outbox.start_writer()
                     await self._read(client, ws)
                     nursery.cancel_scope.cancel()
         finally:
+            outbox.start_writer = None
+            if client.ping is not None:
+                client.ping.cancel()
             with trio.CancelScope(shield=True):
                 await self._hub.disconnected(client)
                 with trio.move_on_after(CLOSE_TIMEOUT):
@@ -330,28 +339,54 @@ class ChatServer:
                              ref=envelope.ref)
 
     async def _write(self, client: Client) -> None:
+        """Write what waits in the outbox, then end (the outbox starts another when bytes
+        wait again)."""
         try:
-            await client.outbox.drain()
+            await client.outbox.drain(until_idle=True)
         except Overflow:
             client.disconnect(CLOSE_TRY_AGAIN_LATER, "too slow; resume from your last seq")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # Closed: trio-websocket closed the socket while we waited to write to it.
             client.scope.cancel()
         else:
-            client.scope.cancel()
+            if client.outbox.closed:
+                client.scope.cancel()
 
-    async def _keepalive(self, client: Client, ws: WebSocketConnection) -> None:
-        """Ping a quiet connection; one that does not answer in time is dropped."""
-        while True:
-            await trio.sleep(self._ping_interval)
-            with trio.move_on_after(self._ping_timeout) as waited:
-                try:
-                    await ws.ping()
-                except ConnectionClosed:
-                    client.scope.cancel()
-                    return
-            if waited.cancelled_caught:
-                log.info("user %s: no pong in %.1f s, dropping", client.user.id,
-                         self._ping_timeout)
-                client.disconnect(CLOSE_GOING_AWAY, "no answer to ping")
-                return
+    async def _keepalive(self) -> None:
+        """Ping each quiet connection every ping interval (from when it opened, or its last
+        pong); one that does not answer within the ping timeout is dropped. One task looks
+        for the connections due, PING_TICKS times an interval, and each ping waits for its
+        pong in a task of its own only meanwhile: a sleeping task per connection cost about
+        2 KiB of each idle connection's memory."""
+        async with trio.open_nursery() as pings:
+            while True:
+                await trio.sleep(self._ping_interval / PING_TICKS)
+                now = trio.current_time()
+                for client in [c for c in self._clients
+                               if c.next_ping <= now and c.ping is None]:
+                    client.ping = trio.CancelScope()
+                    pings.start_soon(self._ping, client)
+
+    async def _ping(self, client: Client) -> None:
+        assert client.ping is not None
+        try:
+            with client.ping:
+                with trio.move_on_after(self._ping_timeout) as waited:
+                    try:
+                        await client.ws.ping()
+                    except ConnectionClosed:
+                        client.scope.cancel()
+                        return
+                    except Exception as exc:
+                        # This connection's trouble, not the server's (this task's nursery
+                        # is every connection's).
+                        log.debug("ping of user %s failed: %r", client.user.id, exc)
+                        client.scope.cancel()
+                        return
+                if waited.cancelled_caught:
+                    log.info("user %s: no pong in %.1f s, dropping", client.user.id,
+                             self._ping_timeout)
+                    client.disconnect(CLOSE_GOING_AWAY, "no answer to ping")
+        finally:
+            client.ping = None
+            client.next_ping = trio.current_time() + self._ping_interval

@@ -178,3 +178,41 @@ async def test_overflow_keeps_the_frame_begun_and_lets_the_close_frame_through()
                 await outbox.send_control(CLOSE_1000)  # as the closing handshake does
             assert texts(events) == [first]
             assert isinstance(events[1], CloseConnection)
+
+
+async def test_a_writer_is_started_only_while_bytes_wait_and_ends_when_they_are_written(
+        ) -> None:
+    """An idle connection keeps no writer task: the outbox asks for one when the socket
+    does not take a frame at once, the writer ends once all is written, and the next
+    backlog asks again."""
+    big = ["x" * 100_000, "y" * 100_000]
+    with trio.fail_after(20):
+        async with tcp_pair() as (server, client), trio.open_nursery() as nursery:
+            outbox = Outbox()
+            outbox.attach(server)
+            started: list[float] = []
+            ended: list[float] = []
+
+            async def writer() -> None:
+                await outbox.drain(until_idle=True)
+                ended.append(trio.current_time())
+
+            def start_writer() -> None:
+                started.append(trio.current_time())
+                nursery.start_soon(writer)
+
+            outbox.start_writer = start_writer
+            assert outbox.push(text_frame("small"))  # the socket takes it: no writer
+            assert started == []
+            for text in big:
+                assert outbox.push(text_frame(text))
+            assert len(started) == 1  # one writer for the backlog, however many frames
+            events = await read_events(client, 1 + len(big))
+            assert texts(events) == ["small", *big]
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(ended) == 1 and len(outbox) == 0
+            assert outbox.push(text_frame(big[0]))
+            assert len(started) == 2
+            assert texts(await read_events(client, 1)) == [big[0]]
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(ended) == 2
