@@ -59,6 +59,8 @@ CONNECT_BATCH: Final = 100
 CROWDS: Final = 2
 # A join not answered in this long counts as failed (the server's own limit is 20 s).
 JOIN_TIMEOUT: Final = 60.0
+# A crowd says how many of its clients lack a message after this long, rather than wait on.
+EXPECT_TIMEOUT: Final = 60.0
 JOIN_PROBES: Final = 5
 MESSAGE_PROBES: Final = 20
 IDLE_WINDOW: Final = 5.0
@@ -188,10 +190,10 @@ class CrowdWorker:
         self.waiting, self.all_seen = text.encode(), trio.Event()
         self.seen = {self.waiting: self.seen.get(self.waiting, 0)}
         if self.seen[self.waiting] < self.alive:
-            with trio.move_on_after(120):
+            with trio.move_on_after(EXPECT_TIMEOUT):
                 await self.all_seen.wait()
         self._answer({"seen": text, "presence_frames": self.presence_frames,
-                      "alive": self.alive})
+                      "alive": self.alive, "missing": self.alive - self.seen[self.waiting]})
 
     def _answer(self, answer: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(answer) + "\n")
@@ -289,6 +291,9 @@ class Crowds:
         await self._tell_all({"expect": text})
         answers = await self._answers()
         self.alive = sum(a["alive"] for a in answers)
+        missing = sum(a["missing"] for a in answers)
+        if missing:
+            print(f"{missing} idle clients did not get message {text}", file=sys.stderr)
         return sum(a["presence_frames"] for a in answers)
 
 
