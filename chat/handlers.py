@@ -108,7 +108,7 @@ class Dispatcher:
         room_id = _int(data, "room_id")
         resuming = envelope.event != "room/join"
         after = _int(data, "after", required=resuming)
-        access = await self._services.rooms.access(client.user, room_id)
+        access = await self._hub.access(client.user, room_id)
         needed = _JOIN_EVENTS[envelope.event]
         if needed is not None and access.role != needed:
             raise Forbidden(f"{envelope.event} is for the {needed.value}; use room/join")

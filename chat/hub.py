@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import trio
 
-from classroom import RoomEvent, Services, StateWrite, User
+from classroom import Classroom, RoomEvent, Services, StateWrite, User
 from classroom.rooms import RoomAccess
 from classroom.rules import Action, may
 from classroom.views import user_view
@@ -45,6 +45,8 @@ class RoomHub:
         self._services = services
         self.listed_online = listed_online
         self._rooms: dict[int, LiveRoom] = {}
+        # The class of each hosted room, as loaded with it (see access).
+        self._classes: dict[int, Classroom] = {}
         self.server_name = server_name
         # Every connection by user, to tell members of a class about a new room.
         self.by_user: dict[int, set[Client]] = {}
@@ -92,6 +94,7 @@ class RoomHub:
                 return live
             live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq)
             self._rooms[room.id] = live
+            self._classes[room.id] = access.classroom
             if self.relay.bus_wanted:
                 # Who is in it on other chat servers (answered by `here`, see crossing.py).
                 self._services.bus.announce("who", {"room_ids": [room.id]})
@@ -100,6 +103,17 @@ class RoomHub:
         return live
 
     # -- joining and leaving -------------------------------------------------------------
+
+    async def access(self, user: User, room_id: int) -> RoomAccess:
+        """`Rooms.access` for joining; for a room hosted here, from the room and class it
+        was loaded with (a lecture's joins come together: two database reads fewer each,
+        on a database they queue for). The room's copy is current: a close anywhere
+        unloads it (at once with the bus, within SYNC_INTERVAL without)."""
+        live = self._rooms.get(room_id)
+        classroom = self._classes.get(room_id)
+        if live is None or classroom is None:
+            return await self._services.rooms.access(user, room_id)
+        return await self._services.rooms.access_to(user, live.room, classroom)
 
     async def attach(self, client: Client, access: RoomAccess, after: int,
                      ref: int | None) -> None:
@@ -215,6 +229,7 @@ class RoomHub:
                 self._presence(live, user, online=False)
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
+            self._classes.pop(room_id, None)
         await self.departures.record(live.room, user, self.server_name)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
@@ -290,7 +305,9 @@ class RoomHub:
     async def _unload(self, live: LiveRoom) -> None:
         for client in live.clients():
             await self.detach(live.id, client, announce=False)
-        self._rooms.pop(live.id, None)
+        if self._rooms.get(live.id) is live:
+            del self._rooms[live.id]
+            self._classes.pop(live.id, None)
 
     async def follow_database(self, *, interval: float = SYNC_INTERVAL) -> None:
         """The background jobs: relaying other servers' events, writing late departures."""

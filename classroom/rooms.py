@@ -121,16 +121,24 @@ class Rooms:
         """The room if the user may do `action` in it: NotFound for a missing room or a
         non-member (ids do not leak), Forbidden for a role that may not, or a removed member."""
         room = await self._storage.get_room(room_id)
-        role = await self._classes.role_of(user, room.classroom_id) if room else None
+        classroom = await self._storage.get_classroom(room.classroom_id) if room else None
+        if room is None or classroom is None:
+            check(None, action, what="room")
+        assert room is not None and classroom is not None
+        return await self.access_to(user, room, classroom, action)
+
+    @translate_storage_errors
+    async def access_to(self, user: User, room: Room, classroom: Classroom,
+                        action: Action = Action.JOIN_ROOM) -> RoomAccess:
+        """`access` to a room (and its class) the caller has already loaded: a chat server
+        hosting the room need not read them again for each of a lecture's joins."""
+        role = await self._classes.role_of(user, room.classroom_id)
         check(role, action, what="room")
-        assert room is not None and role is not None
+        assert role is not None
         # A removal lasts as long as the session: its history is readable once it ended.
         if (role == Role.STUDENT and room.is_open
-                and await self._storage.is_banned(room_id, user.id)):
+                and await self._storage.is_banned(room.id, user.id)):
             raise Forbidden("the instructor removed you from this room")
-        classroom = await self._storage.get_classroom(room.classroom_id)
-        if classroom is None:
-            raise NotFound("no such room")
         return RoomAccess(room=room, classroom=classroom, role=role)
 
     @translate_storage_errors
