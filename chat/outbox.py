@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -49,9 +48,11 @@ class Overflow(Exception):
 class Outbox:
     def __init__(self, *, max_frames: int = MAX_QUEUED_FRAMES,
                  max_bytes: int = MAX_QUEUED_BYTES) -> None:
-        self._data: deque[bytes] = deque()
+        # Lists, not deques: an empty deque is ~700 bytes, and most connections are idle
+        # (a batch takes from the front with one slice; the queues are bounded).
+        self._data: list[bytes] = []
         self._data_bytes = 0
-        self._control: deque[bytes] = deque()
+        self._control: list[bytes] = []
         # The unwritten tail of a frame already begun, and whether it is a control frame.
         self._partial: bytes = b""
         self._partial_control = False
@@ -222,20 +223,26 @@ class Outbox:
 
     def _write_batch(self) -> None:
         """One non-blocking write of the partial tail, then control frames, then data, up to
-        MAX_BATCH_BYTES; what the socket did not take goes back in front."""
+        MAX_BATCH_BYTES; what the socket did not take goes back in front (a begun frame's
+        tail back to `_partial`, even when none of it went this time)."""
         pieces: list[tuple[bytes, bool]] = []
         size = 0
-        if self._partial:
+        begun = bool(self._partial)
+        if begun:
             pieces.append((self._partial, self._partial_control))
             size = len(self._partial)
             self._partial = b""
         for queue, control in ((self._control, True), (self._data, False)):
-            while queue and (not pieces or size + len(queue[0]) <= MAX_BATCH_BYTES):
-                piece = queue.popleft()
+            taken = 0
+            while taken < len(queue) and (not pieces
+                                          or size + len(queue[taken]) <= MAX_BATCH_BYTES):
+                piece = queue[taken]
+                taken += 1
                 if not control:
                     self._data_bytes -= len(piece)
                 pieces.append((piece, control))
                 size += len(piece)
+            del queue[:taken]
         data = pieces[0][0] if len(pieces) == 1 else b"".join(p for p, _ in pieces)
         written = self._send(data)
         if self.broken is not None:
@@ -246,17 +253,15 @@ class Outbox:
                 if control:
                     self._controls_done += 1
                 continue
-            if written:
+            rest = pieces[index + 1:]
+            if written or (index == 0 and begun):
                 self._partial, self._partial_control = piece[written:], control
-                rest = pieces[index + 1:]
             else:
                 rest = pieces[index:]
-            for unsent, unsent_control in reversed(rest):
-                if unsent_control:
-                    self._control.appendleft(unsent)
-                else:
-                    self._data.appendleft(unsent)
-                    self._data_bytes += len(unsent)
+            self._control[0:0] = [p for p, c in rest if c]
+            unsent = [p for p, c in rest if not c]
+            self._data[0:0] = unsent
+            self._data_bytes += sum(map(len, unsent))
             break
         if self._controls_done and self._progress:
             self._progress.unpark_all()
