@@ -218,7 +218,7 @@ class ChatServer:
                     request = await wrap_server_stream(websocket_tasks, wire,
                                                        max_message_size=HARD_MESSAGE_LIMIT)
                 if not handshake.cancelled_caught:
-                    await self._handle(request, outbox)
+                    await self._handle(request, outbox, websocket_tasks)
                 websocket_tasks.cancel_scope.cancel()
         except Exception as exc:
             log.warning("connection from %s ended in error: %r", wire.peer, exc)
@@ -226,7 +226,8 @@ class ChatServer:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                 await wire.aclose()
 
-    async def _handle(self, request: WebSocketRequest, outbox: Outbox) -> None:
+    async def _handle(self, request: WebSocketRequest, outbox: Outbox,
+                      tasks: trio.Nursery) -> None:
         admitted = await self._admit(request)
         if admitted is None:
             return
@@ -235,12 +236,16 @@ class ChatServer:
             await request.reject(429, body=b"too many connections for this user; close one")
             return
         try:
-            await self._serve(request, outbox, user, token)
+            await self._serve(request, outbox, user, token, tasks)
         finally:
             self._per_user.release(user.id)
 
     async def _serve(self, request: WebSocketRequest, outbox: Outbox, user: User,
-                     token: str) -> None:
+                     token: str, tasks: trio.Nursery) -> None:
+        """The connection's life as a member: this task reads; a writer runs beside it in
+        `tasks` (the connection's nursery, trio-websocket's reader's too) only while bytes
+        wait for the socket (see outbox.py): no nursery of its own, which cost every idle
+        connection its memory too."""
         ws = await request.accept()
         started = trio.current_time()
         client = Client(user=user, outbox=outbox, ws=ws,
@@ -250,13 +255,10 @@ class ChatServer:
         self._hub.connected(client)
         try:
             with client.scope:
-                async with trio.open_nursery() as nursery:
-                    # A writer runs only while bytes wait for the socket (see outbox.py).
-                    outbox.start_writer = lambda: nursery.start_soon(self._write, client)
-                    if len(outbox):
-                        outbox.start_writer()
-                    await self._read(client, ws)
-                    nursery.cancel_scope.cancel()
+                outbox.start_writer = lambda: tasks.start_soon(self._write, client)
+                if len(outbox):
+                    outbox.start_writer()
+                await self._read(client, ws)
         finally:
             outbox.start_writer = None
             if client.ping is not None:
