@@ -72,6 +72,7 @@ FD_MARGIN: Final = 50
 OWN_CONNECTIONS: Final = 3
 _MESSAGE: Final = b'{"event":"message"'
 _PRESENCE: Final = b'{"event":"presence"'
+_ERROR: Final = b'{"event":"error"'
 _TEXT: Final = re.compile(rb'"text":"([^"]*)"')
 _ROOT: Final = Path(__file__).resolve().parent.parent
 
@@ -179,10 +180,16 @@ class CrowdWorker:
                         self.all_seen.set()
                 elif payload.startswith(_PRESENCE):
                     self.presence_frames += 1
+                elif payload.startswith(_ERROR) and b'"ref":1,' in payload:
+                    # The join failed after its answer (history replay timed out): the
+                    # server let this client go from the room.
+                    self.failed += 1
+                    print(f"join failed after its answer: {payload[:200]!r}", file=sys.stderr)
+                    break
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            print("an idle connection was closed by the server", file=sys.stderr)
         self.alive -= 1
-        print("an idle connection was closed by the server", file=sys.stderr)
+        await client.stream.aclose()
 
     async def expect(self, text: str) -> None:
         """Answer once every client here has the message with this text (it may have
