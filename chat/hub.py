@@ -22,6 +22,7 @@ from classroom.rules import Action, may
 from classroom.views import user_view
 from protocol.envelope import encode_data
 
+from .arrivals import Arrivals
 from .client import Client, Joined
 from .crossing import Crossing
 from .departures import Departures
@@ -53,6 +54,8 @@ class RoomHub:
         self.relay = Relay(services)
         self.fanout = FanOut(services, self.relay)
         self.departures = Departures(services)
+        # Joins' attendance, written together (group commit).
+        self.arrivals = Arrivals(services)
         self.lease = Lease(services)
         self.watch = ClassWatch(services)
         # The bus listener: presence, kicks, new rooms and ended sign-ins from other servers.
@@ -138,7 +141,7 @@ class RoomHub:
         try:
             # Recorded before the answer, so whoever sees the join also sees the attendance.
             await self.lease.ready.wait()
-            await self._services.rooms.arrived(live.room, user, self.server_name)
+            await self.arrivals.record(live.room, user, self.server_name)
             if first_connection:
                 # Before the answer: the joiner's snapshot then lists itself, and the batch
                 # carrying its arrival skips it.
@@ -316,6 +319,7 @@ class RoomHub:
             nursery.start_soon(lambda: self.departures.retry(interval=interval))
             nursery.start_soon(self.lease.keep, self.server_name)
             nursery.start_soon(self.presence.run)
+            nursery.start_soon(self.arrivals.run)
             if self.relay.bus_wanted:
                 nursery.start_soon(self.crossing.watch_servers)
 

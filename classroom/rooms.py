@@ -274,6 +274,13 @@ class Rooms:
             await self._storage.attendance_join(room.id, user.id, self._now(), server=server)
 
     @translate_storage_errors
+    async def arrived_many(self, room: Room, user_ids: Sequence[int], server: str = "") -> None:
+        """`arrived` for each of these users' connections, in one transaction."""
+        if room.kind == LIVE and room.is_open and user_ids:
+            await self._storage.attendance_join_many(room.id, user_ids, self._now(),
+                                                     server=server)
+
+    @translate_storage_errors
     async def departed(self, room: Room, user: User, at: datetime | None = None,
                        server: str = "") -> None:
         """One connection of the user left the room (`at`: when, if not now)."""

@@ -61,6 +61,8 @@ _ROOM_COLUMNS: Final = (
 )
 # Values per `IN (...)` list: well under both databases' placeholder limits.
 _IN_LIST_PAGE: Final = 500
+# Users whose joins one round of attendance_join_many writes (SQLite allows 32,766 values).
+JOIN_BATCH: Final = 200
 # Live events' client ids share the idempotency_keys table under this scope.
 LIVE_SCOPE: Final = "live"
 # How long a retry may come after its first try and still get the first answer.
@@ -1023,34 +1025,53 @@ class Storage:
         await tx.fetch_all("SELECT id FROM rooms WHERE id = %s" + tx.dialect.for_update,
                            (room_id,))
 
-    @_retried
     async def attendance_join(self, room_id: int, user_id: int, now: datetime, *,
                               server: str = "") -> None:
         """One more open connection of this user to the room, held by chat server `server`
         (counted per server, so a crashed server's connections can be closed for it)."""
+        await self.attendance_join_many(room_id, [user_id], now, server=server)
+
+    @_retried
+    async def attendance_join_many(self, room_id: int, user_ids: Sequence[int],
+                                   now: datetime, *, server: str = "") -> None:
+        """`attendance_join` for each of these (a user listed twice: two connections), in
+        one transaction and a few statements for them all: a lecture's joins arrive
+        together, and one transaction each queued them behind each other."""
         async with self.db.transaction() as tx:
             await self._lock_room(tx, room_id)
-            if server:
+            pending = list(user_ids)
+            while pending:
+                # Each round counts one connection of each user in it.
+                batch: list[int] = []
+                later: list[int] = []
+                for user_id in pending:
+                    (later if user_id in batch or len(batch) >= JOIN_BATCH
+                     else batch).append(user_id)
+                pending = later
+                marks = ", ".join(["%s"] * len(batch))
+                if server:
+                    await tx.execute(
+                        f"{tx.dialect.insert_ignore} INTO open_connections (room_id, user_id,"
+                        " server, connections) VALUES "
+                        + ", ".join(["(%s, %s, %s, 0)"] * len(batch)),
+                        [v for user_id in batch for v in (room_id, user_id, server)])
+                    await tx.execute(
+                        "UPDATE open_connections SET connections = connections + 1"
+                        f" WHERE room_id = %s AND server = %s AND user_id IN ({marks})",
+                        (room_id, server, *batch))
                 await tx.execute(
-                    f"{tx.dialect.insert_ignore} INTO open_connections (room_id, user_id,"
-                    " server, connections) VALUES (%s, %s, %s, 0)", (room_id, user_id, server))
+                    f"{tx.dialect.insert_ignore} INTO attendance (room_id, user_id,"
+                    " first_join, last_join, last_leave, seconds_connected, open_connections)"
+                    " VALUES " + ", ".join(["(%s, %s, %s, %s, NULL, 0, 0)"] * len(batch)),
+                    [v for user_id in batch for v in (room_id, user_id, now, now)])
+                # last_join is assigned before open_connections changes: MySQL applies SET
+                # clauses left to right, SQLite all at once; in this order both agree.
                 await tx.execute(
-                    "UPDATE open_connections SET connections = connections + 1"
-                    " WHERE room_id = %s AND user_id = %s AND server = %s",
-                    (room_id, user_id, server))
-            await tx.execute(
-                f"{tx.dialect.insert_ignore} INTO attendance (room_id, user_id, first_join,"
-                " last_join, last_leave, seconds_connected, open_connections)"
-                " VALUES (%s, %s, %s, %s, NULL, 0, 0)",
-                (room_id, user_id, now, now))
-            # last_join is assigned before open_connections changes: MySQL applies SET
-            # clauses left to right, SQLite all at once; in this order both agree.
-            await tx.execute(
-                "UPDATE attendance SET"
-                " last_join = CASE WHEN open_connections = 0 THEN %s ELSE last_join END,"
-                " open_connections = open_connections + 1"
-                " WHERE room_id = %s AND user_id = %s",
-                (now, room_id, user_id))
+                    "UPDATE attendance SET"
+                    " last_join = CASE WHEN open_connections = 0 THEN %s ELSE last_join END,"
+                    " open_connections = open_connections + 1"
+                    f" WHERE room_id = %s AND user_id IN ({marks})",
+                    (now, room_id, *batch))
 
     @_retried
     async def attendance_leave(self, room_id: int, user_id: int, now: datetime, *,
