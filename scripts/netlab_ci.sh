@@ -4,9 +4,22 @@
 # a kick across servers (presence before and after, the student's next event refused);
 # 0 lost or doubled; then the tree comes down and nothing of it may be left.
 # Needs root, iproute2, nftables, the mariadb client, redis-server and MariaDB at
-# 127.0.0.1:3306. Without them it is skipped, except under CI=true, where that fails.
+# 127.0.0.1:3306; as root it installs the Debian packages of the tools that are missing.
+# Without them it is skipped, except under CI=true, where that fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+packages=()
+declare -A package_of=([ip]=iproute2 [nft]=nftables [mariadb]=mariadb-client
+                       [redis-server]=redis-server)
+for tool in ip nft mariadb redis-server; do
+    command -v "$tool" >/dev/null || packages+=("${package_of[$tool]}")
+done
+if [ ${#packages[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "netlab: installing ${packages[*]}" >&2
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null || true
+fi
 
 missing=()
 [ "$(id -u)" = 0 ] || missing+=("root")
