@@ -177,7 +177,11 @@ class FanOut:
         try:
             while seq > live.last_seq:
                 async with live.lock:
-                    while (stored := live.unsent.pop(live.last_seq + 1, None)) is not None:
+                    # Up to our own event only, then the lock goes: our sender gets its
+                    # answer (and sends its next event, stored meanwhile) while the next
+                    # task sends its own.
+                    while (live.last_seq < seq and (
+                            stored := live.unsent.pop(live.last_seq + 1, None)) is not None):
                         live.last_seq = stored.seq
                         await live.deliver_event(stored)
                     if seq <= live.last_seq:
