@@ -158,6 +158,14 @@ class RoomHub:
 
     async def _replay(self, client: Client, live: LiveRoom, user: User, after: int,
                       upto: int) -> None:
+        held = live.recent.between(after, upto)
+        if held is not None:
+            # From the room's memory: the same events the database has, as they were sent.
+            me = user.id
+            for event, frame in held:
+                if event.recipient_id is None or me in (event.sender_id, event.recipient_id):
+                    await client.outbox.push_patiently(frame)
+            return
         while after < upto:
             events = await self._services.rooms.replay(live.id, user.id, after=after,
                                                        limit=REPLAY_PAGE)
