@@ -41,6 +41,24 @@ class Classes:
         return Role(role)
 
     @translate_storage_errors
+    async def role_and_ban(self, user: User, classroom_id: int, room_id: int
+                           ) -> tuple[Role | None, bool]:
+        """`role_of`, and whether the instructor removed the user from room `room_id`: one
+        query when the role is not cached (a lecture's joins: each student is new here),
+        only the removal's when it is. A removal is never cached: it is read every time."""
+        cached = self._cache.role(classroom_id, user.id)
+        if cached is not None:
+            kept = Role(cached)
+            return kept, (kept == Role.STUDENT
+                          and await self._storage.is_banned(room_id, user.id))
+        stamp = self._cache.stamp()
+        role, banned = await self._storage.role_and_ban(classroom_id, room_id, user.id)
+        if not role:
+            return None, False
+        self._cache.keep_role(stamp, classroom_id, user.id, role)
+        return Role(role), banned
+
+    @translate_storage_errors
     async def authorize(self, user: User, classroom_id: int, action: Action) -> Role:
         """The user's role in the class if it may do `action` (see rules.py), else
         NotFound / Forbidden."""

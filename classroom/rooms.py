@@ -132,12 +132,14 @@ class Rooms:
                         action: Action = Action.JOIN_ROOM) -> RoomAccess:
         """`access` to a room (and its class) the caller has already loaded: a chat server
         hosting the room need not read them again for each of a lecture's joins."""
-        role = await self._classes.role_of(user, room.classroom_id)
+        # A removal lasts as long as the session: its history is readable once it ended.
+        if room.is_open:
+            role, banned = await self._classes.role_and_ban(user, room.classroom_id, room.id)
+        else:
+            role, banned = await self._classes.role_of(user, room.classroom_id), False
         check(role, action, what="room")
         assert role is not None
-        # A removal lasts as long as the session: its history is readable once it ended.
-        if (role == Role.STUDENT and room.is_open
-                and await self._storage.is_banned(room.id, user.id)):
+        if role == Role.STUDENT and banned:
             raise Forbidden("the instructor removed you from this room")
         return RoomAccess(room=room, classroom=classroom, role=role)
 

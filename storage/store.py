@@ -1015,6 +1015,17 @@ class Storage:
             "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (room_id, user_id))
         return row is not None
 
+    async def role_and_ban(self, classroom_id: int, room_id: int, user_id: int
+                           ) -> tuple[str | None, bool]:
+        """`get_role` in the class and `is_banned` from the room, in one statement (a
+        lecture's joins each asked both, each a round trip or a thread hop)."""
+        row = await self.db.fetch_one(
+            "SELECT m.role, (SELECT COUNT(*) FROM room_bans b"
+            " WHERE b.room_id = %s AND b.user_id = %s)"
+            " FROM memberships m WHERE m.classroom_id = %s AND m.user_id = %s",
+            (room_id, user_id, classroom_id, user_id))
+        return (str(row[0]), bool(row[1])) if row else (None, False)
+
     # -- attendance ----------------------------------------------------------------------
 
     async def _lock_room(self, tx: Executor, room_id: int) -> None:

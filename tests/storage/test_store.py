@@ -684,6 +684,23 @@ async def test_ban_is_per_room_and_user_and_repeatable(storage: Storage) -> None
         assert await storage.is_banned(room.id, teacher.id) is False
 
 
+async def test_role_and_ban_in_one_read(storage: Storage) -> None:
+    with trio.fail_after(10):
+        teacher, classroom, room = await new_room(storage)
+        other_room = await storage.create_room(classroom.id, "live", "t", teacher.id, T0)
+        bob, eve = await new_user(storage, "bob"), await new_user(storage, "eve")
+        await storage.add_member(classroom.id, bob.id, "student", T0)
+        assert await storage.role_and_ban(classroom.id, room.id, bob.id) == ("student", False)
+        await storage.ban_from_room(room.id, bob.id, at(1))
+        assert await storage.role_and_ban(classroom.id, room.id, bob.id) == ("student", True)
+        assert await storage.role_and_ban(classroom.id, other_room.id, bob.id) == (
+            "student", False)
+        assert await storage.role_and_ban(classroom.id, room.id, teacher.id) == (
+            "instructor", False)
+        await storage.ban_from_room(room.id, eve.id, at(1))  # not a member: no role
+        assert await storage.role_and_ban(classroom.id, room.id, eve.id) == (None, False)
+
+
 # -- attendance ------------------------------------------------------------------------------
 
 
