@@ -105,7 +105,12 @@ def _bus(config: Config) -> RedisBus | None:
 # a 5,000-member room's join storm and fan-out cost 15.7 s of the server's CPU in the
 # collector (a full collection ~1 s of CPU, every client waiting); at these, 1.6 s in all,
 # and no full collection. Nearly all garbage here is freed by reference counting anyway.
-GC_THRESHOLDS: Final = (10_000, 20, 100)
+# The middle generation is collected after every 2 young collections, not 20: every object
+# is scanned there once whichever it is (then it is old), but 20 young collections' survivors
+# at once (a join storm's connections) were a 100-150 ms pause of every client, found nothing
+# to free, and came every few seconds; the old generation's threshold counts middle
+# collections, so it is 10x as many to keep full collections as rare as before.
+GC_THRESHOLDS: Final = (10_000, 2, 1_000)
 
 
 def _collect_less() -> None:
