@@ -23,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 # Seconds between two presence frames of a room.
 PRESENCE_INTERVAL: Final = 0.2
-# Members served between two yields to other tasks (see fanout.FANOUT_SLICE).
+# Members served, or seconds spent, between two yields to other tasks (see fanout.FANOUT_TURN).
 FLUSH_SLICE: Final = 256
+FLUSH_TURN: Final = 0.0005
 # Presence frames one room may cost per second, over all its members (see room_interval).
 PRESENCE_FRAMES_PER_SECOND: Final = 2000
 
@@ -110,24 +112,30 @@ async def flush(live: LiveRoom) -> None:
     first, online_count = changes[0].seq, len(live.presence.shown)
     shared = batch_frame(live.id, changes, online_count)
     tails: dict[int, bytes | None] = {}
-    targets = live.clients()
-    for start in range(0, len(targets), FLUSH_SLICE):
-        if start:
+    # Yield by the clock as well as by count: in a join storm most members of a batch joined
+    # during it and each distinct snapshot needs its own tail frame (about 1 ms each with a
+    # few hundred changes), so 256 members were up to 170 ms that every other client waited.
+    turn_ends = perf_counter() + FLUSH_TURN
+    served = 0
+    for client in live.clients():  # a list made for this flush
+        if served >= FLUSH_SLICE or perf_counter() >= turn_ends:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        for client in targets[start:start + FLUSH_SLICE]:
-            joined = client.rooms.get(live.id)
-            if joined is None or joined.presence_seen is None:
-                continue  # left, or its join answer (with the snapshot) is still to come
-            seen = joined.presence_seen
-            if seen < first:
-                frame = shared
-            elif seen in tails:
-                frame = tails[seen]
-            else:
-                frame = tails[seen] = batch_frame(
-                    live.id, [c for c in changes if c.seq > seen], online_count)
-            if frame is not None:
-                client.deliver(live.id, frame)
+            turn_ends = perf_counter() + FLUSH_TURN
+            served = 0
+        served += 1
+        joined = client.rooms.get(live.id)
+        if joined is None or joined.presence_seen is None:
+            continue  # left, or its join answer (with the snapshot) is still to come
+        seen = joined.presence_seen
+        if seen < first:
+            frame = shared
+        elif seen in tails:
+            frame = tails[seen]
+        else:
+            frame = tails[seen] = batch_frame(
+                live.id, [c for c in changes if c.seq > seen], online_count)
+        if frame is not None:
+            client.deliver(live.id, frame)
 
 
 class PresenceFlusher:
