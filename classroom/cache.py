@@ -120,16 +120,8 @@ class Cache:
         return None if roles is None else roles.get(user_id)
 
     def keep_role(self, stamp: int, classroom_id: int, user_id: int, role: str) -> None:
-        if stamp != self._stamp or not self.fresh():
-            return
-        roles = self._roles.get(classroom_id)
-        if roles is None:
-            if len(self._roles) >= MAX_CLASSES:
-                del self._roles[next(iter(self._roles))]
-            roles = self._roles[classroom_id] = {}
-        elif len(roles) >= MAX_ROLES_PER_CLASS:
-            del roles[next(iter(roles))]
-        roles[user_id] = role
+        if stamp == self._stamp and self.fresh():
+            _keep_bounded(self._roles, classroom_id, user_id, role, MAX_ROLES_PER_CLASS)
 
     def class_value(self, classroom_id: int, key: Hashable) -> Any:
         """What was kept under `key` for the class, or MISSING."""
@@ -140,16 +132,8 @@ class Cache:
 
     def keep_class_value(self, stamp: int, classroom_id: int, key: Hashable, value: Any
                          ) -> None:
-        if stamp != self._stamp or not self.fresh():
-            return
-        values = self._classes.get(classroom_id)
-        if values is None:
-            if len(self._classes) >= MAX_CLASSES:
-                del self._classes[next(iter(self._classes))]
-            values = self._classes[classroom_id] = {}
-        elif len(values) >= MAX_ENTRIES_PER_CLASS:
-            del values[next(iter(values))]
-        values[key] = value
+        if stamp == self._stamp and self.fresh():
+            _keep_bounded(self._classes, classroom_id, key, value, MAX_ENTRIES_PER_CLASS)
 
     async def class_memo(self, classroom_id: int, key: Hashable,
                          load: Callable[[], Awaitable[T]]) -> T:
@@ -263,3 +247,17 @@ class Cache:
         while self._history and self._history[0][0] <= now - LOOKBACK:
             self._floor = max(self._floor, self._history.popleft()[1])
         self._seen = {change_id for change_id in self._seen if change_id > self._floor}
+
+
+def _keep_bounded(by_class: dict[int, dict[Any, Any]], classroom_id: int, key: Hashable,
+                  value: Any, per_class: int) -> None:
+    """`by_class[classroom_id][key] = value`, at most MAX_CLASSES classes and `per_class`
+    entries in each: the oldest class, or the class's oldest entry, makes room."""
+    entries = by_class.get(classroom_id)
+    if entries is None:
+        if len(by_class) >= MAX_CLASSES:
+            del by_class[next(iter(by_class))]
+        entries = by_class[classroom_id] = {}
+    elif len(entries) >= per_class:
+        del entries[next(iter(entries))]
+    entries[key] = value
