@@ -20,7 +20,6 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
-from time import perf_counter
 from typing import Any, Final
 
 import attrs
@@ -37,6 +36,7 @@ from . import metrics
 from .client import Client
 from .presence import RoomPresence
 from .relay import Relay
+from .turns import in_turns
 
 log = logging.getLogger("chat.fanout")
 # A fan-out lets the other tasks run after FANOUT_TURN seconds of its own work, or after
@@ -158,19 +158,12 @@ class LiveRoom:
         shielded: a stored event reaches every member even when the caller is being
         cancelled. A member who left the room meanwhile
         is skipped."""
-        targets = self._targets(only)
         room_id = self.id
-        turn_ends = perf_counter() + FANOUT_TURN
-        served = 0
-        for start in range(0, len(targets), _CLOCK_EVERY):
-            if start and (served >= FANOUT_SLICE or perf_counter() >= turn_ends):
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                turn_ends = perf_counter() + FANOUT_TURN
-                served = 0
-            for client in targets[start:start + _CLOCK_EVERY]:
+        async for chunk in in_turns(self._targets(only), seconds=FANOUT_TURN,
+                                    most=FANOUT_SLICE, every=_CLOCK_EVERY):
+            for client in chunk:
                 if room_id in client.rooms:
                     client.deliver(room_id, frame)
-            served += _CLOCK_EVERY
 
 
 def frame_of(event: RoomEvent) -> bytes:

@@ -23,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -31,6 +30,8 @@ import trio
 
 from protocol.envelope import encode_data, encode_event
 from protocol.wsframe import text_frame
+
+from .turns import in_turns
 
 if TYPE_CHECKING:
     from .fanout import LiveRoom
@@ -112,17 +113,10 @@ async def flush(live: LiveRoom) -> None:
     first, online_count = changes[0].seq, len(live.presence.shown)
     shared = batch_frame(live.id, changes, online_count)
     tails: dict[int, bytes | None] = {}
-    # Yield by the clock as well as by count: in a join storm most members of a batch joined
-    # during it and each distinct snapshot needs its own tail frame (about 1 ms each with a
-    # few hundred changes), so 256 members were up to 170 ms that every other client waited.
-    turn_ends = perf_counter() + FLUSH_TURN
-    served = 0
-    for client in live.clients():  # a list made for this flush
-        if served >= FLUSH_SLICE or perf_counter() >= turn_ends:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            turn_ends = perf_counter() + FLUSH_TURN
-            served = 0
-        served += 1
+    # The clock is read for each member (every=1): in a join storm most members of a batch
+    # joined during it and each distinct snapshot needs its own tail frame (about 1 ms each
+    # with a few hundred changes), so 256 members were up to 170 ms that everyone waited.
+    async for (client,) in in_turns(live.clients(), seconds=FLUSH_TURN, most=FLUSH_SLICE):
         joined = client.rooms.get(live.id)
         if joined is None or joined.presence_seen is None:
             continue  # left, or its join answer (with the snapshot) is still to come

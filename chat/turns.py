@@ -1,0 +1,31 @@
+"""Long loops over a room's members that let other tasks run meanwhile: a fan-out or a
+presence flush over thousands of members is tens of milliseconds of CPU, which no other
+client may wait for in one piece (another client's event takes about ten scheduler turns,
+each of which waits for the loop's current turn)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from time import perf_counter
+from typing import TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+async def in_turns(items: Sequence[T], *, seconds: float, most: int, every: int = 1
+                   ) -> AsyncIterator[Sequence[T]]:
+    """`items` in chunks of `every`, letting other tasks run before a chunk once `seconds`
+    of the caller's work, or `most` items, have gone by since the last time. The yield is
+    shielded: what the loop sends reaches everyone even when its caller is being cancelled.
+    `every` > 1 saves looking at the clock for each item when items are cheap."""
+    turn_ends = perf_counter() + seconds
+    served = 0
+    for start in range(0, len(items), every):
+        if start and (served >= most or perf_counter() >= turn_ends):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            turn_ends = perf_counter() + seconds
+            served = 0
+        yield items[start:start + every]
+        served += every
