@@ -27,6 +27,9 @@ class Dialect:
     name: str
     insert_ignore: str  # "INSERT IGNORE" or "INSERT OR IGNORE"
     for_update: str  # row lock suffix for SELECT inside a transaction ("" where the whole db locks)
+    # How an UPDATE hands back the value it wrote, in the same round trip: RETURNING (a row)
+    # where the database has it, else MySQL's LAST_INSERT_ID(expr) (the OK packet's insert id).
+    update_returning: bool = False
 
 
 @attrs.frozen

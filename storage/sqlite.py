@@ -27,7 +27,8 @@ from .database import Database, Dialect, Executor, Params, Row, Written
 from .errors import DuplicateKey, StorageError, StorageUnavailable
 from .stats import timed
 
-SQLITE_DIALECT: Final = Dialect(name="sqlite", insert_ignore="INSERT OR IGNORE", for_update="")
+SQLITE_DIALECT: Final = Dialect(name="sqlite", insert_ignore="INSERT OR IGNORE", for_update="",
+                                 update_returning=True)
 # How long a statement waits for another process holding the write lock before failing.
 BUSY_TIMEOUT_MS: Final = 10_000
 

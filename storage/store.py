@@ -800,46 +800,18 @@ class Storage:
     async def _append_together(self, batch: list[_NewEvent]) -> list[RoomEvent | None]:
         """The batch in one transaction: each room's seq taken once for all its events
         (in batch order), every event and client id written with one statement each.
-        Raises StorageError (nothing stored) on any failure, a client id used twice in
-        the batch included."""
+        Raises StorageError (nothing stored) on any failure, a resend in the batch (its
+        client id taken already, or used twice in the batch) included: `_append_batch` then
+        stores each on its own, where a resend finds its first event."""
         results: list[RoomEvent | None] = [None] * len(batch)
-        keyed = [(new.sender_id, new.client_id) for new in batch if new.client_id is not None]
-        firsts: dict[tuple[int, str], str] = {}
-        if keyed:
-            rows = await self.db.fetch_all(
-                "SELECT user_id, idem_key, answer FROM idempotency_keys WHERE scope = %s AND ("
-                + " OR ".join(["(user_id = %s AND idem_key = %s)"] * len(keyed)) + ")",
-                (LIVE_SCOPE, *(value for pair in keyed for value in pair)))
-            firsts = {(int(user_id), str(key)): str(answer) for user_id, key, answer in rows}
-        todo: list[int] = []
-        for n, new in enumerate(batch):
-            answer = (None if new.client_id is None
-                      else firsts.get((new.sender_id, new.client_id)))
-            if answer is None:
-                todo.append(n)
-            else:  # a resend: its first event
-                results[n] = await self._event_of_answer(answer)
-        if not todo:
-            return results
         counts: dict[int, int] = {}
-        for n in todo:
-            counts[batch[n].room_id] = counts.get(batch[n].room_id, 0) + 1
-        rooms = sorted(counts)
+        for new in batch:
+            counts[new.room_id] = counts.get(new.room_id, 0) + 1
         async with self.db.transaction() as tx:
-            # The row locks taken by this UPDATE order concurrent appends to each room.
-            await tx.execute(
-                "UPDATE rooms SET last_seq = last_seq + CASE id"
-                + " WHEN %s THEN %s" * len(rooms)
-                + f" END WHERE id IN ({_in_list(rooms)}) AND ended_at IS NULL",
-                (*(value for room in rooms for value in (room, counts[room])), *rooms))
-            rows = await tx.fetch_all(
-                f"SELECT id, last_seq FROM rooms WHERE id IN ({_in_list(rooms)})"
-                " AND ended_at IS NULL", tuple(rooms))
-            next_seq = {int(room): int(last) - counts[int(room)] + 1 for room, last in rows}
+            next_seq = await self._take_seqs(tx, counts)
             events: list[RoomEvent] = []
             keys: list[Any] = []
-            for n in todo:
-                new = batch[n]
+            for n, new in enumerate(batch):
                 seq = next_seq.get(new.room_id)
                 if seq is None:
                     continue  # ended, or no such room: nothing stored
@@ -864,40 +836,77 @@ class Storage:
                     "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
                     " created_at) VALUES "
                     + ", ".join(["(%s, %s, %s, %s, %s)"] * (len(keys) // 5)), tuple(keys))
+        for n, new in enumerate(batch):
+            if results[n] is None and new.client_id is not None:
+                # The room has ended, but a resend of an event stored before is answered.
+                results[n] = await self._event_of_key(new.sender_id, new.client_id)
         return results
+
+    async def _take_seqs(self, tx: Executor, counts: dict[int, int]) -> dict[int, int]:
+        """Take `counts[room]` more seqs of each room that has not ended; the first of each
+        room's new seqs, by room. The row locks this takes order concurrent appends to a
+        room. One room (the usual batch) is one round trip."""
+        if len(counts) == 1:
+            [(room, count)] = counts.items()
+            last = await self._bump_seq(tx, room, count)
+            return {} if last is None else {room: last - count + 1}
+        rooms = sorted(counts)
+        await tx.execute(
+            "UPDATE rooms SET last_seq = last_seq + CASE id"
+            + " WHEN %s THEN %s" * len(rooms)
+            + f" END WHERE id IN ({_in_list(rooms)}) AND ended_at IS NULL",
+            (*(value for room in rooms for value in (room, counts[room])), *rooms))
+        rows = await tx.fetch_all(
+            f"SELECT id, last_seq FROM rooms WHERE id IN ({_in_list(rooms)})"
+            " AND ended_at IS NULL", tuple(rooms))
+        return {int(room): int(last) - counts[int(room)] + 1 for room, last in rows}
+
+    async def _bump_seq(self, tx: Executor, room_id: int, count: int) -> int | None:
+        """Move the room's last seq on by `count` and return it, in one statement; None when
+        the room has ended or does not exist."""
+        if tx.dialect.update_returning:
+            row = await tx.fetch_one(
+                "UPDATE rooms SET last_seq = last_seq + %s WHERE id = %s AND ended_at IS NULL"
+                " RETURNING last_seq", (count, room_id))
+            return None if row is None else int(row[0])
+        written = await tx.execute(
+            "UPDATE rooms SET last_seq = LAST_INSERT_ID(last_seq + %s)"
+            " WHERE id = %s AND ended_at IS NULL", (count, room_id))
+        return written.lastrowid if written.rowcount == 1 else None
 
     @_retried
     async def _append_alone(self, new: _NewEvent, state: Sequence[StateWrite] = ()
                             ) -> RoomEvent | None:
+        # No look for a resend first: resends are rare, and that look was one round trip of
+        # every event's five. A resend's key collides instead, and rolls its event back.
         room_id, event, sender_id, recipient_id, data, now, client_id = (
             new.room_id, new.event, new.sender_id, new.recipient_id, new.data, new.now,
             new.client_id)
-        if client_id is not None:
-            first = await self._event_of_key(sender_id, client_id)
-            if first is not None:
-                return first
         try:
             async with self.db.transaction() as tx:
                 stored = await self._append(tx, room_id, event, sender_id, recipient_id, data,
                                             now)
-                if stored is None:
-                    return None
-                for write in state:
-                    await self._write_state(tx, room_id, write, now)
-                if client_id is not None:
-                    await tx.execute(
-                        "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
-                        " created_at) VALUES (%s, %s, %s, %s, %s)",
-                        (sender_id, LIVE_SCOPE, client_id, f"{room_id}:{stored.seq}", now))
-                return stored
+                if stored is not None:
+                    for write in state:
+                        await self._write_state(tx, room_id, write, now)
+                    if client_id is not None:
+                        await tx.execute(
+                            "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
+                            " created_at) VALUES (%s, %s, %s, %s, %s)",
+                            (sender_id, LIVE_SCOPE, client_id, f"{room_id}:{stored.seq}", now))
         except DuplicateKey:
-            # The same id sent twice at once (two connections): the other one stored it.
+            # A resend (or the same id sent twice at once, on two connections): its first
+            # event, stored before.
             if client_id is None:
                 raise
             first = await self._event_of_key(sender_id, client_id)
             if first is None:
                 raise
             return first
+        if stored is None and client_id is not None:
+            # The room has ended, but a resend of an event stored before is still answered.
+            return await self._event_of_key(sender_id, client_id)
+        return stored
 
     async def _event_of_key(self, sender_id: int, client_id: str) -> RoomEvent | None:
         row = await self.db.fetch_one(
@@ -945,16 +954,9 @@ class Storage:
 
     async def _append(self, tx: Executor, room_id: int, event: str, sender_id: int,
                       recipient_id: int | None, data: str, now: datetime) -> RoomEvent | None:
-        # The row lock taken by this UPDATE orders concurrent appends to one room.
-        written = await tx.execute(
-            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = %s AND ended_at IS NULL",
-            (room_id,))
-        if written.rowcount != 1:
+        seq = await self._bump_seq(tx, room_id, 1)
+        if seq is None:
             return None
-        row = await tx.fetch_one("SELECT last_seq FROM rooms WHERE id = %s", (room_id,))
-        if row is None:
-            raise StorageError(f"no room {room_id}")
-        seq = int(row[0])
         await tx.execute(
             f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (room_id, seq, event, sender_id, recipient_id, data, now),

@@ -19,6 +19,7 @@ from storage import (
     TagCount,
     User,
 )
+from storage.stats import observe_statements
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456)
 
@@ -1033,3 +1034,57 @@ async def test_appends_arriving_together_are_stored_together_each_as_if_alone(
             fetched = await storage.get_room(room.id)
             assert fetched is not None and fetched.last_seq == count
         assert await count_rows(storage, "room_events") == 18
+
+
+async def test_a_resend_after_the_room_ended_still_gets_its_first_event(
+        storage: Storage) -> None:
+    """Stores do not look for a resend first (its key collides instead); a resend into a
+    room that has ended since must still be answered with the event it stored."""
+    with trio.fail_after(10):
+        teacher, _, room = await new_room(storage)
+        first = await storage.append_event(room.id, "chat", teacher.id, None, "one", T0,
+                                           client_id="k1")
+        assert first is not None
+        assert await storage.end_room(room.id, T0)
+        again = await storage.append_event(room.id, "chat", teacher.id, None, "one", T0,
+                                           client_id="k1")
+        assert again == first
+        assert await storage.append_event(room.id, "chat", teacher.id, None, "new", T0,
+                                          client_id="k2") is None
+        assert [e.seq for e in await storage.list_events(room.id, teacher.id)] == [1]
+
+
+async def test_a_resend_rolls_back_the_seq_it_took(storage: Storage) -> None:
+    """A resend's collision undoes its whole transaction: the next event gets the next
+    seq, with no gap."""
+    with trio.fail_after(10):
+        teacher, _, room = await new_room(storage)
+        first = await storage.append_event(room.id, "chat", teacher.id, None, "a", T0,
+                                           client_id="k1")
+        assert await storage.append_event(room.id, "chat", teacher.id, None, "a", T0,
+                                          client_id="k1") == first
+        second = await storage.append_event(room.id, "chat", teacher.id, None, "b", T0,
+                                            client_id="k2")
+        assert second is not None and second.seq == 2
+        assert (await storage.get_room(room.id)).last_seq == 2  # type: ignore[union-attr]
+
+
+async def test_an_event_is_stored_in_four_statements_five_with_a_client_id(
+        storage: Storage) -> None:
+    """Each statement of a store is a round trip the sender's answer waits for (and, on a
+    busy server, a turn of the scheduler each): begin, take the seq and learn it in one
+    statement, the event, the client id, commit."""
+    with trio.fail_after(10):
+        teacher, _, room = await new_room(storage)
+        counted: list[float] = []
+        stop = observe_statements(counted.append)
+        try:
+            await storage.append_event(room.id, "chat", teacher.id, None, "a", T0)
+            plain = len(counted)
+            counted.clear()
+            await storage.append_event(room.id, "chat", teacher.id, None, "b", T0,
+                                       client_id="k1")
+            keyed = len(counted)
+        finally:
+            stop()
+        assert (plain, keyed) == (4, 5)
