@@ -36,6 +36,7 @@ import trio_mysql.cursors
 import trio_mysql.err
 
 from .database import QUERY_TIMEOUT, Database, Dialect, Executor, Params, Row, Written
+from .dbsocket import QuickSendSocket
 from .errors import Contention, DuplicateKey, StorageError, StorageUnavailable
 from .stats import timed
 
@@ -219,7 +220,8 @@ class MySQLDatabase(Database):
         stream = None
         try:
             with trio.fail_after(CONNECT_TIMEOUT + 1):
-                stream = await trio.open_tcp_stream(p.host, p.port)
+                stream = trio.SocketStream(QuickSendSocket(
+                    await trio.open_tcp_stream(p.host, p.port)))
                 stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 await conn.connect(sock=stream)
         except BaseException as exc:
