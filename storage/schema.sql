@@ -130,7 +130,10 @@ CREATE TABLE IF NOT EXISTS room_events (
     recipient_id BIGINT NULL,
     data MEDIUMTEXT NOT NULL,
     created_at DATETIME(6) NOT NULL,
+    -- The sender's own id for the event (live events carry one): a resend collides here.
+    client_id VARCHAR(100) NULL,
     PRIMARY KEY (room_id, seq),
+    UNIQUE KEY room_events_client (sender_id, client_id),
     KEY room_events_sender (room_id, sender_id, seq),
     KEY room_events_recipient (room_id, recipient_id, seq),
     CONSTRAINT room_events_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id) ON DELETE CASCADE,

@@ -128,6 +128,7 @@ CREATE TABLE IF NOT EXISTS room_events (
     recipient_id BIGINT NULL,
     data MEDIUMTEXT NOT NULL,
     created_at DATETIME NOT NULL,
+    client_id VARCHAR(100) NULL,
     PRIMARY KEY (room_id, seq),
     CONSTRAINT room_events_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id) ON DELETE CASCADE,
     CONSTRAINT room_events_sender_fk FOREIGN KEY (sender_id) REFERENCES users (id),
@@ -135,6 +136,7 @@ CREATE TABLE IF NOT EXISTS room_events (
 );
 CREATE INDEX IF NOT EXISTS room_events_sender ON room_events (room_id, sender_id, seq);
 CREATE INDEX IF NOT EXISTS room_events_recipient ON room_events (room_id, recipient_id, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS room_events_client ON room_events (sender_id, client_id);
 
 CREATE TABLE IF NOT EXISTS room_bans (
     room_id BIGINT NOT NULL,

@@ -63,8 +63,6 @@ _ROOM_COLUMNS: Final = (
 _IN_LIST_PAGE: Final = 500
 # Users whose joins one round of attendance_join_many writes (SQLite allows 32,766 values).
 JOIN_BATCH: Final = 200
-# Live events' client ids share the idempotency_keys table under this scope.
-LIVE_SCOPE: Final = "live"
 # How long a retry may come after its first try and still get the first answer.
 KEY_LIFETIME: Final = timedelta(days=1)
 _EVENT_COLUMNS: Final = "room_id, seq, event, sender_id, recipient_id, data, created_at"
@@ -727,7 +725,8 @@ class Storage:
         """Store a last public event and end the room, in one transaction, so nothing can be
         stored after it. None (nothing changed) when the room had already ended."""
         async with self.db.transaction() as tx:
-            stored = await self._append(tx, room_id, event, sender_id, None, data, now)
+            stored = await self._append(tx, _NewEvent(room_id, event, sender_id, None, data,
+                                                      now, None))
             ended = await self._end(tx, room_id, now) if stored is not None else None
         if ended is not None:
             self._notify(CHANGE_CLASSROOM, ended)
@@ -799,7 +798,7 @@ class Storage:
 
     async def _append_together(self, batch: list[_NewEvent]) -> list[RoomEvent | None]:
         """The batch in one transaction: each room's seq taken once for all its events
-        (in batch order), every event and client id written with one statement each.
+        (in batch order), every event written with one statement.
         Raises StorageError (nothing stored) on any failure, a resend in the batch (its
         client id taken already, or used twice in the batch) included: `_append_batch` then
         stores each on its own, where a resend finds its first event."""
@@ -809,33 +808,22 @@ class Storage:
             counts[new.room_id] = counts.get(new.room_id, 0) + 1
         async with self.db.transaction() as tx:
             next_seq = await self._take_seqs(tx, counts)
-            events: list[RoomEvent] = []
-            keys: list[Any] = []
+            rows: list[Any] = []
             for n, new in enumerate(batch):
                 seq = next_seq.get(new.room_id)
                 if seq is None:
                     continue  # ended, or no such room: nothing stored
                 next_seq[new.room_id] = seq + 1
-                stored = RoomEvent(room_id=new.room_id, seq=seq, event=new.event,
-                                   sender_id=new.sender_id, recipient_id=new.recipient_id,
-                                   data=new.data, created_at=new.now)
-                results[n] = stored
-                events.append(stored)
-                if new.client_id is not None:
-                    keys += (new.sender_id, LIVE_SCOPE, new.client_id,
-                             f"{new.room_id}:{seq}", new.now)
-            if events:
+                results[n] = RoomEvent(room_id=new.room_id, seq=seq, event=new.event,
+                                       sender_id=new.sender_id, recipient_id=new.recipient_id,
+                                       data=new.data, created_at=new.now)
+                rows += (new.room_id, seq, new.event, new.sender_id, new.recipient_id,
+                         new.data, new.now, new.client_id)
+            if rows:
                 await tx.execute(
-                    f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(events)),
-                    tuple(value for e in events for value in (
-                        e.room_id, e.seq, e.event, e.sender_id, e.recipient_id, e.data,
-                        e.created_at)))
-            if keys:
-                await tx.execute(
-                    "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
-                    " created_at) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s, %s)"] * (len(keys) // 5)), tuple(keys))
+                    f"INSERT INTO room_events ({_EVENT_COLUMNS}, client_id) VALUES "
+                    + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * (len(rows) // 8)),
+                    tuple(rows))
         for n, new in enumerate(batch):
             if results[n] is None and new.client_id is not None:
                 # The room has ended, but a resend of an event stored before is answered.
@@ -877,50 +865,32 @@ class Storage:
     @_retried
     async def _append_alone(self, new: _NewEvent, state: Sequence[StateWrite] = ()
                             ) -> RoomEvent | None:
-        # No look for a resend first: resends are rare, and that look was one round trip of
-        # every event's five. A resend's key collides instead, and rolls its event back.
-        room_id, event, sender_id, recipient_id, data, now, client_id = (
-            new.room_id, new.event, new.sender_id, new.recipient_id, new.data, new.now,
-            new.client_id)
+        # No look for a resend first: resends are rare, and that look was a round trip of
+        # every store. A resend's client id collides instead, and rolls its event back.
         try:
             async with self.db.transaction() as tx:
-                stored = await self._append(tx, room_id, event, sender_id, recipient_id, data,
-                                            now)
+                stored = await self._append(tx, new)
                 if stored is not None:
                     for write in state:
-                        await self._write_state(tx, room_id, write, now)
-                    if client_id is not None:
-                        await tx.execute(
-                            "INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
-                            " created_at) VALUES (%s, %s, %s, %s, %s)",
-                            (sender_id, LIVE_SCOPE, client_id, f"{room_id}:{stored.seq}", now))
+                        await self._write_state(tx, new.room_id, write, new.now)
         except DuplicateKey:
             # A resend (or the same id sent twice at once, on two connections): its first
             # event, stored before.
-            if client_id is None:
+            if new.client_id is None:
                 raise
-            first = await self._event_of_key(sender_id, client_id)
+            first = await self._event_of_key(new.sender_id, new.client_id)
             if first is None:
                 raise
             return first
-        if stored is None and client_id is not None:
+        if stored is None and new.client_id is not None:
             # The room has ended, but a resend of an event stored before is still answered.
-            return await self._event_of_key(sender_id, client_id)
+            return await self._event_of_key(new.sender_id, new.client_id)
         return stored
 
     async def _event_of_key(self, sender_id: int, client_id: str) -> RoomEvent | None:
-        row = await self.db.fetch_one(
-            "SELECT answer FROM idempotency_keys WHERE user_id = %s AND scope = %s"
-            " AND idem_key = %s", (sender_id, LIVE_SCOPE, client_id))
-        if row is None:
-            return None
-        return await self._event_of_answer(str(row[0]))
-
-    async def _event_of_answer(self, answer: str) -> RoomEvent | None:
-        room_id, _, seq = answer.partition(":")
         found = await self.db.fetch_one(
-            f"SELECT {_EVENT_COLUMNS} FROM room_events WHERE room_id = %s AND seq = %s",
-            (int(room_id), int(seq)))
+            f"SELECT {_EVENT_COLUMNS} FROM room_events WHERE sender_id = %s AND client_id = %s",
+            (sender_id, client_id))
         return _event(found) if found else None
 
     # -- idempotency keys of other requests (the JSON API's POSTs) ------------------------
@@ -952,17 +922,18 @@ class Storage:
             "DELETE FROM idempotency_keys WHERE user_id = %s AND scope = %s AND idem_key = %s"
             " AND answer = ''", (user_id, scope, key))
 
-    async def _append(self, tx: Executor, room_id: int, event: str, sender_id: int,
-                      recipient_id: int | None, data: str, now: datetime) -> RoomEvent | None:
-        seq = await self._bump_seq(tx, room_id, 1)
+    async def _append(self, tx: Executor, new: _NewEvent) -> RoomEvent | None:
+        seq = await self._bump_seq(tx, new.room_id, 1)
         if seq is None:
             return None
         await tx.execute(
-            f"INSERT INTO room_events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (room_id, seq, event, sender_id, recipient_id, data, now),
-        )
-        return RoomEvent(room_id=room_id, seq=seq, event=event, sender_id=sender_id,
-                         recipient_id=recipient_id, data=data, created_at=now)
+            f"INSERT INTO room_events ({_EVENT_COLUMNS}, client_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (new.room_id, seq, new.event, new.sender_id, new.recipient_id, new.data, new.now,
+             new.client_id))
+        return RoomEvent(room_id=new.room_id, seq=seq, event=new.event,
+                         sender_id=new.sender_id, recipient_id=new.recipient_id,
+                         data=new.data, created_at=new.now)
 
     async def stored_bytes(self, room_id: int, sender_id: int, *,
                            events: Sequence[str] = (), excluding: bool = False) -> int:

@@ -56,8 +56,22 @@ async def fill_version_1(storage: Storage) -> None:
                      " data, created_at) VALUES (1, 1, 'message', 2, NULL, '{}', %s)", (T0,))
 
 
+async def fill_version_2(storage: Storage) -> None:
+    """Version 1's rows with version 2's columns, and the live event's client id where
+    version 2 kept it: an idempotency key of scope 'live' answered "room:seq"."""
+    await fill_version_1(storage)
+    db = storage.db
+    await db.execute("UPDATE posts SET edited_at = %s WHERE id = 1", (T0,))
+    await db.execute("UPDATE classrooms SET join_open = 0 WHERE id = 1")
+    await db.execute("INSERT INTO post_comments (post_id, author_id, body, created_at)"
+                     " VALUES (1, 2, 'Thanks', %s)", (T0,))
+    await db.execute("INSERT INTO idempotency_keys (user_id, scope, idem_key, answer,"
+                     " created_at) VALUES (2, 'live', 'k-before', '1:1', %s),"
+                     " (2, 'POST /api/v1/x', 'k-api', 'answer', %s)", (T0, T0))
+
+
 async def fill_version(storage: Storage, version: int) -> None:
-    fillers = {1: fill_version_1}
+    fillers = {1: fill_version_1, 2: fill_version_2}
     await fillers[version](storage)
 
 
@@ -82,14 +96,27 @@ async def test_an_old_database_with_data_upgrades_to_the_new_schema(
             assert user.display_name == "Ada"
             classroom = await old.get_classroom_by_code("ABCDEFGHJK")
             assert classroom is not None
-            # Version 2: joining stays open, nothing archived, no post edited, no comments.
-            assert classroom.join_open and classroom.archived_at is None
             posts = await old.list_posts(classroom.id)
-            assert [(p.title, p.tags, p.edited_at) for p in posts] == [
-                ("Welcome", ("intro",), None)]
-            assert await old.list_comments([posts[0].id], private_of=None) == []
+            if version < 2:
+                # Version 2: joining stays open, nothing archived, no post edited, no comments.
+                assert classroom.join_open and classroom.archived_at is None
+                assert [(p.title, p.tags, p.edited_at) for p in posts] == [
+                    ("Welcome", ("intro",), None)]
+                assert await old.list_comments([posts[0].id], private_of=None) == []
+            else:
+                assert not classroom.join_open
+                assert [(p.title, p.edited_at) for p in posts] == [("Welcome", T0)]
+                assert [c.body for c in await old.list_comments([posts[0].id],
+                                                                private_of=None)] == ["Thanks"]
             events = await old.list_room_events(1, after=0)
             assert [(e.seq, e.event, e.sender_id) for e in events] == [(1, "message", 2)]
+            if version >= 2:
+                # Version 3: the live client id moved into the event's row; a resend of it
+                # after the upgrade gets the event stored before, not a second one.
+                again = await old.append_event(1, "message", 2, None, "{}", T0,
+                                               client_id="k-before")
+                assert again == events[0]
+                assert await old.reserve_key(2, "POST /api/v1/x", "k-api", T0) == "answer"
         if backend == "sqlite":
             fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}"
             async with open_storage(fresh_url) as fresh:
