@@ -36,7 +36,7 @@ from . import metrics
 from .client import Client
 from .presence import RoomPresence
 from .relay import Relay
-from .turns import in_turns
+from .turns import holding, in_turns
 
 log = logging.getLogger("chat.fanout")
 # A fan-out lets the other tasks run after FANOUT_TURN seconds of its own work, or after
@@ -212,7 +212,7 @@ class FanOut:
         fill it, from the database (another process stored it)."""
         try:
             while seq > live.last_seq:
-                async with live.lock:
+                async with holding(live.lock):
                     # Up to our own event only, then the lock goes: our sender gets its
                     # answer (and sends its next event, stored meanwhile) while the next
                     # task sends its own.

@@ -6,6 +6,7 @@ each of which waits for the loop's current turn)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from time import perf_counter
 from typing import TypeVar
 
@@ -29,3 +30,18 @@ async def in_turns(items: Sequence[T], *, seconds: float, most: int, every: int 
             served = 0
         yield items[start:start + every]
         served += every
+
+
+@asynccontextmanager
+async def holding(lock: trio.Lock) -> AsyncIterator[None]:
+    """Hold `lock`, taken at once when it is free: trio's `acquire` gives up a turn even
+    then, and on a busy server a turn is a round of every other task's steps, in the path
+    of every event a room sends. (The caller's own waits are its checkpoints.)"""
+    if lock.locked():
+        await lock.acquire()
+    else:
+        lock.acquire_nowait()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -8,10 +8,12 @@ import itertools
 from datetime import datetime
 
 import trio
+import trio.testing
 
 from chat.client import Client, Joined
 from chat.fanout import FANOUT_SLICE, LiveRoom
 from chat.outbox import Outbox
+from chat.turns import holding
 from classroom.rooms import RoomAccess
 from classroom.rules import Role
 from storage import Classroom, Room, RoomEvent, User
@@ -61,3 +63,26 @@ async def test_a_fan_out_to_ten_thousand_members_lets_other_tasks_run() -> None:
     # trio runs the two tasks in either order each round, so two slices may fall between
     # two turns of the other task; never the whole room.
     assert max(gaps, default=MEMBERS) <= 2 * FANOUT_SLICE, max(gaps, default=MEMBERS)
+
+
+async def test_a_free_room_lock_is_taken_without_a_turn_a_held_one_is_waited_for() -> None:
+    """Every event a room sends takes its lock: when it is free that costs no turn of the
+    scheduler (a turn on a busy server is every other task's step); when it is held the
+    taker waits, and gets it once it is let go."""
+    lock = trio.Lock()
+    with trio.fail_after(5):
+        with trio.testing.assert_no_checkpoints():
+            async with holding(lock):
+                assert lock.locked()
+        assert not lock.locked()
+        order: list[str] = []
+
+        async def second() -> None:
+            async with holding(lock):
+                order.append("second")
+
+        async with trio.open_nursery() as nursery, holding(lock):
+            nursery.start_soon(second)
+            await trio.testing.wait_all_tasks_blocked()
+            order.append("first")
+        assert order == ["first", "second"]
