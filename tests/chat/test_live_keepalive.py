@@ -51,6 +51,7 @@ class RawClient:
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.log: list[Frame] = []
         self.pings = 0
+        self.ping_times: list[float] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.eof = False
@@ -94,6 +95,7 @@ class RawClient:
     async def _handle(self, event: Event) -> None:
         if isinstance(event, Ping):
             self.pings += 1
+            self.ping_times.append(trio.current_time())
             if self.ws.state is ConnectionState.OPEN:  # not once the server is closing
                 await self._send(event.response())
         elif isinstance(event, TextMessage):
@@ -208,3 +210,40 @@ async def test_a_peer_that_stops_answering_is_dropped_and_leaves_the_room(
                 assert a.close_reason is not None and "ping" in a.close_reason
                 assert not [f for f in a.log if f["data"].get("text") == "ann left"]
 
+
+
+async def test_pings_of_connections_that_opened_together_go_out_a_few_at_a_time(
+        db_url: str) -> None:
+    """A lecture's members connect together, so their pings fall due together; starting
+    them all at once (and taking all their pongs at once) made every other client wait for
+    one long round of the scheduler. At most `pings_per_tick` start each look."""
+    count, interval = 16, 0.3
+    tick = interval / 10  # see PING_TICK
+    with trio.fail_after(20):
+        async with chat_world(db_url, ping_interval=interval, ping_timeout=5.0,
+                              pings_per_tick=1) as world:
+            lesson = await world.live_class("teacher", *(f"s{i}" for i in range(count)))
+            opened: list[float] = []
+            clients: list[RawClient] = []
+            all_pinged = trio.Event()
+
+            async def one(person: Person) -> None:
+                async with raw_client(world, person) as client:
+                    opened.append(trio.current_time())
+                    clients.append(client)
+                    await client.wait_for(lambda: client.pings >= 1)
+                    if all(c.pings for c in clients) and len(clients) == count:
+                        all_pinged.set()
+                    await all_pinged.wait()  # connected until all were pinged
+
+            async with trio.open_nursery() as nursery:
+                for person in lesson.people[1:]:
+                    nursery.start_soon(one, person)
+            first_pings = sorted(c.ping_times[0] for c in clients)
+            opened_over = max(opened) - min(opened)
+            pinged_over = first_pings[-1] - first_pings[0]
+            # One ping a look: the 16 first pings take at least 15 looks.
+            assert pinged_over >= opened_over + 0.6 * (count - 1) * tick, (
+                opened_over, pinged_over)
+            # And none waits long: every connection was pinged within a few intervals.
+            assert first_pings[-1] - min(opened) < interval + count * tick + 1.0
