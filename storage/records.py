@@ -132,6 +132,17 @@ class Attendance:
 
 
 @attrs.frozen
+class Departure:
+    """One connection of `user_id` to room `room_id`, held by chat server `server` (""
+    when not counted per server), closed `at` (see Storage.attendance_leave_many)."""
+
+    room_id: int
+    user_id: int
+    at: datetime
+    server: str = ""
+
+
+@attrs.frozen
 class StateWrite:
     """A change of room state stored in the same transaction as its event: `value` for
     (`user_id`, `name`), or, when `value` is None, `name` forgotten for every user."""

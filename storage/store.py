@@ -32,6 +32,7 @@ from .records import (
     Attendance,
     Classroom,
     Comment,
+    Departure,
     Member,
     Membership,
     Post,
@@ -113,6 +114,13 @@ def _post(row: Row, tags: tuple[str, ...]) -> Post:
 
 def _in_list(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
+
+
+T = TypeVar("T")
+
+
+def _pages(values: Sequence[T], size: int = _IN_LIST_PAGE) -> list[Sequence[T]]:
+    return [values[start:start + size] for start in range(0, len(values), size)]
 
 
 P = ParamSpec("P")
@@ -1057,28 +1065,111 @@ class Storage:
                     f" WHERE room_id = %s AND user_id IN ({marks})",
                     (now, room_id, *batch))
 
-    @_retried
     async def attendance_leave(self, room_id: int, user_id: int, now: datetime, *,
                                server: str = "") -> None:
         """One open connection fewer; the time connected grows when the last one closes."""
+        await self.attendance_leave_many([Departure(room_id, user_id, now, server)])
+
+    @_retried
+    async def attendance_leave_many(self, departures: Sequence[Departure]) -> None:
+        """`attendance_leave` for each departure, one after the other in list order, each
+        with its own time, in one transaction of a few statements for them all (the end
+        of a lecture is thousands of departures at once, and one transaction each held the
+        database's connections from everyone else's events).
+
+        Per departure, as alone: with a server, the connection is that server's (none left
+        there: cleared already, the server was taken for dead, and nothing changes); the
+        user's last open connection closing ends their attendance at its time, or at their
+        last join if that is later (a departure recorded late never precedes its arrival);
+        a user without open connections is left as they are."""
+        if not departures:
+            return
+        rooms = sorted({d.room_id for d in departures})
+        users = sorted({d.user_id for d in departures})
+        servers = sorted({d.server for d in departures if d.server})
         async with self.db.transaction() as tx:
-            await self._lock_room(tx, room_id)
-            if server:
-                row = await tx.fetch_one(
-                    "SELECT connections FROM open_connections WHERE room_id = %s"
-                    " AND user_id = %s AND server = %s" + tx.dialect.for_update,
-                    (room_id, user_id, server))
-                if row is None:
-                    return  # cleared already (this server was taken for dead)
-                if int(row[0]) <= 1:
-                    await tx.execute("DELETE FROM open_connections WHERE room_id = %s"
-                                     " AND user_id = %s AND server = %s",
-                                     (room_id, user_id, server))
-                else:
-                    await tx.execute("UPDATE open_connections SET connections = connections - 1"
-                                     " WHERE room_id = %s AND user_id = %s AND server = %s",
-                                     (room_id, user_id, server))
-            await self._leave(tx, room_id, user_id, now, close_all=False)
+            # Every attendance write takes its room's row lock first (see _lock_room); these
+            # rooms' are taken in id order, as _append_together takes them.
+            for page in _pages(rooms):
+                await tx.fetch_all(f"SELECT id FROM rooms WHERE id IN ({_in_list(page)})"
+                                   " ORDER BY id" + tx.dialect.for_update, page)
+            held: dict[tuple[int, int, str], int] = {}
+            attendance: dict[tuple[int, int], list[Any]] = {}
+            for room_page in _pages(rooms):
+                for user_page in _pages(users):
+                    where = (f" WHERE room_id IN ({_in_list(room_page)})"
+                             f" AND user_id IN ({_in_list(user_page)})")
+                    if servers:
+                        for room_id, user_id, server, connections in await tx.fetch_all(
+                                "SELECT room_id, user_id, server, connections"
+                                f" FROM open_connections{where}"
+                                f" AND server IN ({_in_list(servers)})" + tx.dialect.for_update,
+                                (*room_page, *user_page, *servers)):
+                            held[(int(room_id), int(user_id), str(server))] = int(connections)
+                    for row in await tx.fetch_all(
+                            "SELECT room_id, user_id, last_join, last_leave, seconds_connected,"
+                            f" open_connections FROM attendance{where}" + tx.dialect.for_update,
+                            (*room_page, *user_page)):
+                        attendance[(int(row[0]), int(row[1]))] = [
+                            row[2], row[3], float(row[4]), int(row[5])]
+            gone: set[tuple[int, int, str]] = set()
+            fewer: set[tuple[int, int, str]] = set()
+            changed: set[tuple[int, int]] = set()
+            for d in departures:
+                if d.server:
+                    key = (d.room_id, d.user_id, d.server)
+                    connections = held.get(key, 0)
+                    if connections <= 0:
+                        continue  # cleared already (or left by a departure before this one)
+                    held[key] = connections - 1
+                    (gone if connections <= 1 else fewer).add(key)
+                record = attendance.get((d.room_id, d.user_id))
+                if record is None or record[3] <= 0:
+                    continue
+                last_join = record[0]
+                record[3] -= 1
+                if record[3] == 0:
+                    left = max(d.at, last_join)
+                    record[1] = left
+                    record[2] += (left - last_join).total_seconds()
+                changed.add((d.room_id, d.user_id))
+            await self._write_leaves(tx, held, gone, fewer - gone, attendance, changed)
+
+    async def _write_leaves(self, tx: Executor, held: dict[tuple[int, int, str], int],
+                            gone: set[tuple[int, int, str]],
+                            fewer: set[tuple[int, int, str]],
+                            attendance: dict[tuple[int, int], list[Any]],
+                            changed: set[tuple[int, int]]) -> None:
+        """attendance_leave_many's outcome, a statement per page of rows."""
+        by_room_server: dict[tuple[int, str], list[int]] = {}
+        for room_id, user_id, server in sorted(gone):
+            by_room_server.setdefault((room_id, server), []).append(user_id)
+        for (room_id, server), user_ids in by_room_server.items():
+            for page in _pages(user_ids):
+                await tx.execute(
+                    "DELETE FROM open_connections WHERE room_id = %s AND server = %s"
+                    f" AND user_id IN ({_in_list(page)})", (room_id, server, *page))
+        for keys in _pages(sorted(fewer)):
+            await tx.execute(
+                "REPLACE INTO open_connections (room_id, user_id, server, connections) VALUES "
+                + ", ".join(["(%s, %s, %s, %s)"] * len(keys)),
+                [v for key in keys for v in (*key, held[key])])
+        by_room: dict[int, list[int]] = {}
+        for room_id, user_id in sorted(changed):
+            by_room.setdefault(room_id, []).append(user_id)
+        for room_id, user_ids in by_room.items():
+            for page in _pages(user_ids):
+                records = [(user_id, attendance[(room_id, user_id)]) for user_id in page]
+                whens = " WHEN %s THEN %s" * len(page)
+                await tx.execute(
+                    f"UPDATE attendance SET last_leave = CASE user_id{whens} END,"
+                    f" seconds_connected = CASE user_id{whens} END,"
+                    f" open_connections = CASE user_id{whens} END"
+                    f" WHERE room_id = %s AND user_id IN ({_in_list(page)})",
+                    [*(v for user_id, r in records for v in (user_id, r[1])),
+                     *(v for user_id, r in records for v in (user_id, r[2])),
+                     *(v for user_id, r in records for v in (user_id, r[3])),
+                     room_id, *page])
 
     # -- chat servers' leases: a dead server's connections end --------------------------
 
