@@ -9,12 +9,16 @@ Invariants:
 - `record` returns once the arrival is committed, or raises what the write raised;
 - an arrival whose joiner is cancelled before its batch is taken is not written; one whose
   batch is being written is waited for (shielded) before the cancellation goes on, so the
-  departure recorded after it never precedes it.
+  departure recorded after it never precedes it; `written` is called (in the joiner's task)
+  once the arrival is known to be stored, whether the joiner was cancelled or not;
+- the departures noted before a round of batches is taken are written before it (`before`,
+  see departures.py); if they cannot be, the round's arrivals fail too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -36,14 +40,18 @@ class _Batch:
 
 
 class Arrivals:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *,
+                 before: Callable[[], Awaitable[bool]] | None = None) -> None:
         self._services = services
         self._pending: dict[int, _Batch] = {}
         self._wake = trio.Event()
+        self._before = before
 
-    async def record(self, room: Room, user: User, server: str) -> None:
+    async def record(self, room: Room, user: User, server: str,
+                     written: Callable[[], None] | None = None) -> None:
         """One connection of `user`, held by chat server `server`, joined `room`; returns
-        once that is stored."""
+        once that is stored. `written` is called once it is, even if the caller is
+        cancelled meanwhile."""
         batch = self._pending.get(room.id)
         if batch is None:
             batch = self._pending[room.id] = _Batch(room, server)
@@ -57,9 +65,13 @@ class Arrivals:
             else:
                 with trio.CancelScope(shield=True):
                     await batch.done.wait()
+                if batch.error is None and written is not None:
+                    written()
             raise
         if batch.error is not None:
             raise Unavailable(batch.error.message) from batch.error
+        if written is not None:
+            written()
 
     async def run(self) -> None:
         """Write the waiting batches, each as soon as the one before is done."""
@@ -70,8 +82,13 @@ class Arrivals:
             for batch in batches:
                 batch.taken = True
             with trio.CancelScope(shield=True):
+                # Whoever left before these joins is written first (a user reconnecting
+                # leaves, then arrives); while that fails the database is down for these too.
+                departed = self._before is None or await self._before()
                 for batch in batches:
                     try:
+                        if not departed:
+                            raise Unavailable("the database is unavailable; retry shortly")
                         await self._services.rooms.arrived_many(
                             batch.room, batch.user_ids, batch.server)
                     except ClassroomError as exc:

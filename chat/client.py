@@ -33,6 +33,10 @@ class Joined:
     # The room's presence change count when the join answer's snapshot was taken (None
     # before): later presence frames carry only the changes after it (see presence.py).
     presence_seen: int | None = None
+    # The arrival is stored (a departure is owed), and the client has left the room: the
+    # departure is noted once both are true (see RoomHub.detach).
+    arrived: bool = False
+    left: bool = False
 
 
 @attrs.define(eq=False)

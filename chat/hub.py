@@ -53,9 +53,10 @@ class RoomHub:
         self.by_user: dict[int, set[Client]] = {}
         self.relay = Relay(services)
         self.fanout = FanOut(services, self.relay)
+        # Departures' and joins' attendance, each written together (group commit); the
+        # departures noted before a round of joins are written first.
         self.departures = Departures(services)
-        # Joins' attendance, written together (group commit).
-        self.arrivals = Arrivals(services)
+        self.arrivals = Arrivals(services, before=self.departures.write)
         self.lease = Lease(services)
         self.watch = ClassWatch(services)
         # The bus listener: presence, kicks, new rooms and ended sign-ins from other servers.
@@ -141,7 +142,8 @@ class RoomHub:
         try:
             # Recorded before the answer, so whoever sees the join also sees the attendance.
             await self.lease.ready.wait()
-            await self.arrivals.record(live.room, user, self.server_name)
+            await self.arrivals.record(live.room, user, self.server_name,
+                                       written=lambda: self._arrived(joined, user))
             if first_connection:
                 # Before the answer: the joiner's snapshot then lists itself, and the batch
                 # carrying its arrival skips it.
@@ -226,10 +228,25 @@ class RoomHub:
         })
         return f'{head[:-1]},"members":[{members}]}}'
 
+    def _arrived(self, joined: Joined, user: User) -> None:
+        """The join's attendance is stored; if it left meanwhile (removed, the room closed),
+        its departure is due now."""
+        joined.arrived = True
+        if joined.left:
+            self.departures.record(joined.access.room, user, self.server_name)
+
     async def detach(self, room_id: int, client: Client, *, announce: bool = True) -> None:
         joined = client.rooms.pop(room_id, None)
+        if joined is None:
+            return
+        # The departure follows the arrival: now if it is stored; once it is (_arrived) if
+        # it is being written; never if it never will be (the join failed or was cancelled
+        # first), or a connection counted once would be taken off twice.
+        joined.left = True
+        if joined.arrived:
+            self.departures.record(joined.access.room, client.user, self.server_name)
         live = self._rooms.get(room_id)
-        if joined is None or live is None:
+        if live is None:
             return
         user = client.user
         clients = live.by_user.get(user.id, set())
@@ -241,7 +258,6 @@ class RoomHub:
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
             self._classes.pop(room_id, None)
-        await self.departures.record(live.room, user, self.server_name)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
         """The user's first connection to the room here arrived, or the last one left."""
@@ -324,7 +340,7 @@ class RoomHub:
         """The background jobs: relaying other servers' events, writing late departures."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: self.relay.follow(self, interval=interval))
-            nursery.start_soon(lambda: self.departures.retry(interval=interval))
+            nursery.start_soon(lambda: self.departures.run(interval=interval))
             nursery.start_soon(self.lease.keep, self.server_name)
             nursery.start_soon(self.presence.run)
             nursery.start_soon(self.arrivals.run)

@@ -156,6 +156,15 @@ class ChatServer:
                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until begin_shutdown() (then close every client with 1001) or cancellation.
         `task_status.started` gets the bound port."""
+        try:
+            await self._serve_all(host, port, task_status)
+        finally:
+            # The departures of the connections that ended last (their attendance is
+            # written by a task of the nursery, gone now), within the database's timeouts.
+            with trio.CancelScope(shield=True):
+                await self._hub.departures.write()
+
+    async def _serve_all(self, host: str, port: int, task_status: Any) -> None:
         async with trio.open_nursery() as connections:
             listener = trio.CancelScope()
 

@@ -13,7 +13,16 @@ from typing import Any, Final
 
 import attrs
 
-from storage import Attendance, Classroom, Room, RoomEvent, StateWrite, Storage, User
+from storage import (
+    Attendance,
+    Classroom,
+    Departure,
+    Room,
+    RoomEvent,
+    StateWrite,
+    Storage,
+    User,
+)
 
 from . import limits
 from .bus import Bus, NoBus, event_body, room_body
@@ -286,9 +295,16 @@ class Rooms:
     async def departed(self, room: Room, user: User, at: datetime | None = None,
                        server: str = "") -> None:
         """One connection of the user left the room (`at`: when, if not now)."""
-        if room.kind == LIVE:
-            await self._storage.attendance_leave(room.id, user.id, at or self._now(),
-                                                 server=server)
+        await self.departed_many([(room, user.id, at or self._now(), server)])
+
+    @translate_storage_errors
+    async def departed_many(self, departures: Sequence[tuple[Room, int, datetime, str]]
+                            ) -> None:
+        """`departed` for each (room, user id, when, server), in order, in one transaction."""
+        live = [Departure(room.id, user_id, at, server)
+                for room, user_id, at, server in departures if room.kind == LIVE]
+        if live:
+            await self._storage.attendance_leave_many(live)
 
     @translate_storage_errors
     async def hold_lease(self, server: str) -> None:
