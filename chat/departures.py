@@ -13,7 +13,10 @@ Invariants:
   (`Arrivals` calls `write` first): a user who reconnects leaves before they come back;
 - while the database is down the departures wait, in order, and are written with their own
   times once it is back; those noted meanwhile are written after them;
-- at shutdown the chat server writes what is left (`write`) before it returns.
+- at shutdown the chat server writes what is left (`write`) before it returns;
+- `room/leave` is answered once its departure is written (`write`), as a join is answered
+  once its arrival is: whoever sees the answer sees the attendance. A closed connection
+  has nobody to answer and waits for nothing.
 """
 
 from __future__ import annotations

@@ -117,6 +117,9 @@ class Dispatcher:
     async def _leave(self, client: Client, envelope: Envelope) -> None:
         live, _ = self._joined(client, envelope.data)
         await self._hub.detach(live.id, client)
+        # Answered once stored (with whatever departures wait meanwhile), as a join is:
+        # whoever sees the answer sees the attendance. (A database down: written later.)
+        await self._hub.departures.write()
         client.ack(envelope.ref)
 
     async def _kill(self, client: Client, envelope: Envelope) -> None:
