@@ -305,3 +305,9 @@ class OutboxStream(trio.abc.Stream):
     async def aclose(self) -> None:
         self._outbox.close()
         await self._inner.aclose()
+
+    def close(self) -> None:
+        """`aclose` without its checkpoint: the connection's last act, once its tasks are
+        done (a task step fewer for each of a lecture's thousand closes)."""
+        self._outbox.close()
+        self._inner.socket.close()

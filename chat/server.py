@@ -11,6 +11,7 @@ close frame carries `Client.close_code`.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -77,6 +78,10 @@ MAX_CONNECTIONS_PER_USER: Final = 16
 # such refusals at once (a flood), connections are closed without one.
 REFUSE_TIMEOUT: Final = 2.0
 MAX_REFUSING: Final = 100
+# Out of file descriptors or memory: accept again after this many seconds (as serve_tcp).
+ACCEPT_RETRY: Final = 0.1
+_ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                                            errno.ENOBUFS})
 
 
 def _peer(stream: trio.SocketStream) -> str:
@@ -170,8 +175,11 @@ class ChatServer:
 
             async def listen(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with listener:
-                    await trio.serve_tcp(self._counted_connection, port, host=host,
-                                         handler_nursery=connections, task_status=task_status)
+                    sockets = await trio.open_tcp_listeners(port, host=host)
+                    async with trio.open_nursery() as accepting:
+                        for one in sockets:
+                            accepting.start_soon(self._accept, one, connections)
+                        task_status.started(sockets)
 
             listeners = await connections.start(listen)
             bound = listeners[0].socket.getsockname()[1]
@@ -198,6 +206,29 @@ class ChatServer:
         self._shutdown.set()
 
     # -- one connection ------------------------------------------------------------------
+
+    async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        """trio.serve_tcp's loop, without its close of each connection's stream when the
+        handler returns (`aclose_forcefully`: a checkpoint in a cancelled scope, two task
+        steps and a Cancelled raised, for a socket `_connection` has closed already; at the
+        end of a lecture that was thousands at once)."""
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.error("accept failed (%s); retrying in %.1f s", exc, ACCEPT_RETRY)
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                connections.start_soon(self._handler, stream)
+
+    async def _handler(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._counted_connection(stream)
+        finally:
+            stream.socket.close()  # (nothing to do when `_connection` took the socket)
 
     async def _counted_connection(self, stream: trio.SocketStream) -> None:
         """`_connection` within the per-address cap; over it, a 503 handshake answer."""
@@ -244,8 +275,7 @@ class ChatServer:
         except Exception as exc:
             log.warning("connection from %s ended in error: %r", wire.peer, exc)
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                await wire.aclose()
+            wire.close()
 
     async def _handle(self, request: WebSocketRequest, outbox: Outbox,
                       tasks: trio.Nursery) -> None:
@@ -287,8 +317,9 @@ class ChatServer:
                 client.ping.cancel()
             with trio.CancelScope(shield=True):
                 await self._hub.disconnected(client)
-                with trio.move_on_after(CLOSE_TIMEOUT):
-                    await ws.aclose(client.close_code, client.close_reason or None)
+                if ws.closed is None:  # (a peer that closed first needs no close frame)
+                    with trio.move_on_after(CLOSE_TIMEOUT):
+                        await ws.aclose(client.close_code, client.close_reason or None)
                 client.outbox.close()  # before the socket closes, whatever aclose managed
                 # Only now: shutdown cancels the connection tasks once all are gone, and
                 # the closing handshake above needs trio-websocket's reader task.
