@@ -125,6 +125,11 @@ def _run(group: LoadGroup, start: float, close_at: float, until: float
     while len(done) < len(group.procs):
         _, index, value = group.results.get(timeout=until - time.time() + 60)
         done[index] = value
+        if index == 1:
+            # A process closes its sockets once done and released: the closers now, the
+            # others at their own end.
+            group.release.set()
+    group.release.set()
     for proc in group.procs:
         proc.join(10)
     return [done[i] for i in range(len(group.procs))]
