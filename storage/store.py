@@ -956,6 +956,23 @@ class Storage:
             f" WHERE room_id = %s AND sender_id = %s{where}", (room_id, sender_id, *events))
         return int(row[0]) if row else 0
 
+    async def stored_bytes_by_sender(self, room_id: int, events: Sequence[str]
+                                     ) -> dict[tuple[int, bool], int]:
+        """`stored_bytes` of every sender of the room at once, apart for the `events` named
+        and the rest: (sender id, one of `events`) -> bytes; a sender who stored nothing of
+        a kind is absent."""
+        size = "LENGTH(data)" if self.db.dialect.name == "mysql" else "LENGTH(CAST(data AS BLOB))"
+        if events:
+            kind = f"CASE WHEN event IN ({_in_list(events)}) THEN 1 ELSE 0 END"
+            rows = await self.db.fetch_all(
+                f"SELECT sender_id, {kind}, SUM({size}) FROM room_events WHERE room_id = %s"
+                f" GROUP BY sender_id, {kind}", (*events, room_id, *events))
+        else:
+            rows = await self.db.fetch_all(
+                f"SELECT sender_id, 0, SUM({size}) FROM room_events WHERE room_id = %s"
+                " GROUP BY sender_id", (room_id,))
+        return {(int(sender), bool(named)): int(total) for sender, named, total in rows}
+
     async def list_room_events(self, room_id: int, *, after: int,
                                limit: int = 1000) -> list[RoomEvent]:
         """Every event after seq `after`, private ones included, oldest first: for a chat

@@ -990,6 +990,23 @@ async def test_stored_bytes_counts_utf8_bytes_per_sender(storage: Storage) -> No
         assert await storage.stored_bytes(room.id, teacher.id) == 19
 
 
+async def test_stored_bytes_of_every_sender_of_a_room_in_one_query(storage: Storage) -> None:
+    with trio.fail_after(10):
+        teacher, classroom, room = await new_room(storage)
+        other = await storage.create_room(classroom.id, "live", "t", teacher.id, T0)
+        ada = await new_user(storage, "ada")
+        assert await storage.stored_bytes_by_sender(room.id, ("code",)) == {}
+        await storage.append_event(room.id, "chat", teacher.id, None, '{"t":"é"}', T0)
+        await storage.append_event(room.id, "code", teacher.id, None, '{"c":1}', T0)
+        await storage.append_event(room.id, "chat", ada.id, None, "{}", T0)
+        await storage.append_event(room.id, "chat", ada.id, None, "{}", T0)
+        await storage.append_event(other.id, "chat", ada.id, None, "{}", T0)
+        assert await storage.stored_bytes_by_sender(room.id, ("code",)) == {
+            (teacher.id, False): 10, (teacher.id, True): 7, (ada.id, False): 4}
+        assert await storage.stored_bytes_by_sender(room.id, ()) == {
+            (teacher.id, False): 17, (ada.id, False): 4}
+
+
 async def test_appends_arriving_together_are_stored_together_each_as_if_alone(
         storage: Storage) -> None:
     """Events stored at once share transactions (storage/groupcommit.py), and each gets what
