@@ -11,7 +11,6 @@ close frame carries `Client.close_code`.
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from classroom.errors import ClassroomError
 from classroom.ratelimit import EVENT_RATES, Rate
 from classroom.rules import Role
 from protocol import parse_cookie_header
+from protocol.accept import accept
 from protocol.addresses import ConnectionCounts, address_key
 from protocol.envelope import EnvelopeError, parse_envelope
 
@@ -78,10 +78,6 @@ MAX_CONNECTIONS_PER_USER: Final = 16
 # such refusals at once (a flood), connections are closed without one.
 REFUSE_TIMEOUT: Final = 2.0
 MAX_REFUSING: Final = 100
-# Out of file descriptors or memory: accept again after this many seconds (as serve_tcp).
-ACCEPT_RETRY: Final = 0.1
-_ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM,
-                                            errno.ENOBUFS})
 
 
 def _peer(stream: trio.SocketStream) -> str:
@@ -214,15 +210,7 @@ class ChatServer:
         end of a lecture that was thousands at once)."""
         async with listener:
             while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                        raise
-                    log.error("accept failed (%s); retrying in %.1f s", exc, ACCEPT_RETRY)
-                    await trio.sleep(ACCEPT_RETRY)
-                    continue
-                connections.start_soon(self._handler, stream)
+                connections.start_soon(self._handler, await accept(listener, log))
 
     async def _handler(self, stream: trio.SocketStream) -> None:
         try:

@@ -22,7 +22,6 @@ shutdown_grace, then the connections nursery is cancelled and `serve` returns.
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import socket
@@ -32,6 +31,7 @@ import attrs
 import h11
 import trio
 
+from .accept import accept
 from .addresses import ConnectionCounts, address_key
 from .errors import HTTPError
 from .messages import Handler, Request, Response
@@ -59,12 +59,6 @@ LINGER_BYTES: Final = 1024 * 1024
 # rejections at once (a flood), they are closed without one.
 REJECT_SECONDS: Final = 1.0
 MAX_REJECTING: Final = 100
-# accept() fails this way when the process or host is out of descriptors or memory; other
-# connections closing will free some, so wait and retry rather than stop serving.
-ACCEPT_RETRY_SECONDS: Final = 0.1
-_ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-)
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -231,14 +225,7 @@ class HTTPServer:
 
     async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                logger.warning("accept failed (%s); retrying", exc)
-                await trio.sleep(ACCEPT_RETRY_SECONDS)
-                continue
+            stream = await accept(listener, logger)
             peer = _peer(stream)
             address = address_key(peer[0]) if peer is not None else ""
             if len(self._connections) >= self.limits.max_connections:
