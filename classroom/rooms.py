@@ -279,28 +279,18 @@ class Rooms:
         return await self._storage.is_banned(room_id, user_id)
 
     @translate_storage_errors
-    async def arrived(self, room: Room, user: User, server: str = "") -> None:
-        """One connection of the user, held by chat server `server`, joined the room."""
-        if room.kind == LIVE and room.is_open:
-            await self._storage.attendance_join(room.id, user.id, self._now(), server=server)
-
-    @translate_storage_errors
     async def arrived_many(self, room: Room, user_ids: Sequence[int], server: str = "") -> None:
-        """`arrived` for each of these users' connections, in one transaction."""
+        """One more connection of each of these users (a user listed twice: two), held by
+        chat server `server`, joined the room: in one transaction."""
         if room.kind == LIVE and room.is_open and user_ids:
             await self._storage.attendance_join_many(room.id, user_ids, self._now(),
                                                      server=server)
 
     @translate_storage_errors
-    async def departed(self, room: Room, user: User, at: datetime | None = None,
-                       server: str = "") -> None:
-        """One connection of the user left the room (`at`: when, if not now)."""
-        await self.departed_many([(room, user.id, at or self._now(), server)])
-
-    @translate_storage_errors
     async def departed_many(self, departures: Sequence[tuple[Room, int, datetime, str]]
                             ) -> None:
-        """`departed` for each (room, user id, when, server), in order, in one transaction."""
+        """One connection of the user left the room, for each (room, user id, when, held by
+        chat server), in order, in one transaction."""
         live = [Departure(room.id, user_id, at, server)
                 for room, user_id, at, server in departures if room.kind == LIVE]
         if live:

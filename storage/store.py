@@ -943,24 +943,11 @@ class Storage:
                          sender_id=new.sender_id, recipient_id=new.recipient_id,
                          data=new.data, created_at=new.now)
 
-    async def stored_bytes(self, room_id: int, sender_id: int, *,
-                           events: Sequence[str] = (), excluding: bool = False) -> int:
-        """The UTF-8 bytes of event data `sender_id` has stored in a room: of every event,
-        of the `events` named, or (`excluding`) of all but those."""
-        size = "LENGTH(data)" if self.db.dialect.name == "mysql" else "LENGTH(CAST(data AS BLOB))"
-        where = ""
-        if events:
-            where = f" AND event {'NOT IN' if excluding else 'IN'} ({_in_list(events)})"
-        row = await self.db.fetch_one(
-            f"SELECT COALESCE(SUM({size}), 0) FROM room_events"
-            f" WHERE room_id = %s AND sender_id = %s{where}", (room_id, sender_id, *events))
-        return int(row[0]) if row else 0
-
     async def stored_bytes_by_sender(self, room_id: int, events: Sequence[str]
                                      ) -> dict[tuple[int, bool], int]:
-        """`stored_bytes` of every sender of the room at once, apart for the `events` named
-        and the rest: (sender id, one of `events`) -> bytes; a sender who stored nothing of
-        a kind is absent."""
+        """The UTF-8 bytes of event data each sender has stored in the room, apart for the
+        `events` named and the rest: (sender id, one of `events`) -> bytes; a sender who
+        stored nothing of a kind is absent."""
         size = "LENGTH(data)" if self.db.dialect.name == "mysql" else "LENGTH(CAST(data AS BLOB))"
         if events:
             kind = f"CASE WHEN event IN ({_in_list(events)}) THEN 1 ELSE 0 END"

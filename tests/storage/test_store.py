@@ -978,16 +978,17 @@ async def test_session_expiries_and_password_change(storage: Storage) -> None:
 async def test_stored_bytes_counts_utf8_bytes_per_sender(storage: Storage) -> None:
     with trio.fail_after(10):
         teacher, _, room = await new_room(storage)
-        assert await storage.stored_bytes(room.id, teacher.id) == 0
+        assert await storage.stored_bytes_by_sender(room.id, ()) == {}
         await storage.append_event(room.id, "chat", teacher.id, None, '{"t":"é"}', T0)
         await storage.append_event(room.id, "chat", teacher.id, None, "{}", T0)
-        assert await storage.stored_bytes(room.id, teacher.id) == 10 + 2
-        assert await storage.stored_bytes(room.id, teacher.id + 1) == 0
+        totals = await storage.stored_bytes_by_sender(room.id, ())
+        assert totals[(teacher.id, False)] == 10 + 2
+        assert (teacher.id + 1, False) not in totals
         await storage.append_event(room.id, "code", teacher.id, None, '{"c":1}', T0)
-        assert await storage.stored_bytes(room.id, teacher.id, events=("code",)) == 7
-        assert await storage.stored_bytes(room.id, teacher.id, events=("code",),
-                                          excluding=True) == 12
-        assert await storage.stored_bytes(room.id, teacher.id) == 19
+        totals = await storage.stored_bytes_by_sender(room.id, ("code",))
+        assert totals[(teacher.id, True)] == 7
+        assert totals[(teacher.id, False)] == 12
+        assert (await storage.stored_bytes_by_sender(room.id, ()))[(teacher.id, False)] == 19
 
 
 async def test_stored_bytes_of_every_sender_of_a_room_in_one_query(storage: Storage) -> None:
