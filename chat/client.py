@@ -48,9 +48,8 @@ class Client:
     close_code: int = CLOSE_NORMAL
     close_reason: str = ""
     # Keepalive (one task pings every connection, see ChatServer._keepalive): the
-    # connection, when it is next due a ping, and the ping in flight (None between pings).
+    # connection, and the ping in flight (None between pings).
     ws: Any = None
-    next_ping: float = 0.0
     ping: trio.CancelScope | None = None
 
     def deliver(self, room_id: int, frame: bytes) -> None:

@@ -287,10 +287,9 @@ class ChatServer:
         connection its memory too."""
         ws = await request.accept()
         started = trio.current_time()
-        client = Client(user=user, outbox=outbox, ws=ws,
-                        next_ping=trio.current_time() + self._ping_interval)
+        client = Client(user=user, outbox=outbox, ws=ws)
         self._clients.add(client)
-        self._due_pings.append((client.next_ping, client))
+        self._due_pings.append((trio.current_time() + self._ping_interval, client))
         self._session_watch.watch(client, token)
         self._hub.connected(client)
         try:
@@ -437,5 +436,5 @@ class ChatServer:
                     client.disconnect(CLOSE_GOING_AWAY, "no answer to ping")
         finally:
             client.ping = None
-            client.next_ping = trio.current_time() + self._ping_interval
-            self._due_pings.append((client.next_ping, client))
+            if client in self._clients:
+                self._due_pings.append((trio.current_time() + self._ping_interval, client))
