@@ -25,7 +25,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from classroom import Room, RoomEvent, Services, StateWrite, User
+from classroom import Classroom, Room, RoomEvent, Services, StateWrite, User
 from classroom.errors import ClassroomError
 from classroom.lab import alerts_of
 from classroom.rooms import RoomAccess
@@ -89,6 +89,8 @@ class LiveRoom:
     room: Room
     instructor_id: int
     last_seq: int
+    # Its class, as loaded with it: a lecture's joins need not read it again (RoomHub.access).
+    classroom: Classroom | None = None
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     by_user: dict[int, set[Client]] = attrs.field(factory=dict)
     # The class's members by user id, each as its join-answer JSON entries, encoded once per

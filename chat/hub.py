@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import trio
 
-from classroom import Classroom, RoomEvent, Services, StateWrite, User
+from classroom import RoomEvent, Services, StateWrite, User
 from classroom.rooms import RoomAccess
 from classroom.rules import Action, may
 from classroom.views import user_view
@@ -46,8 +46,6 @@ class RoomHub:
         self._services = services
         self.listed_online = listed_online
         self._rooms: dict[int, LiveRoom] = {}
-        # The class of each hosted room, as loaded with it (see access).
-        self._classes: dict[int, Classroom] = {}
         self.server_name = server_name
         # Every connection by user, to tell members of a class about a new room.
         self.by_user: dict[int, set[Client]] = {}
@@ -96,9 +94,9 @@ class RoomHub:
             live = self._rooms.get(room.id)  # loaded by someone else meanwhile?
             if live is not None:
                 return live
-            live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq)
+            live = LiveRoom(room=room, instructor_id=access.instructor_id, last_seq=room.last_seq,
+                            classroom=access.classroom)
             self._rooms[room.id] = live
-            self._classes[room.id] = access.classroom
             if self.relay.bus_wanted:
                 # Who is in it on other chat servers (answered by `here`, see crossing.py).
                 self._services.bus.announce("who", {"room_ids": [room.id]})
@@ -114,10 +112,9 @@ class RoomHub:
         on a database they queue for). The room's copy is current: a close anywhere
         unloads it (at once with the bus, within SYNC_INTERVAL without)."""
         live = self._rooms.get(room_id)
-        classroom = self._classes.get(room_id)
-        if live is None or classroom is None:
+        if live is None or live.classroom is None:
             return await self._services.rooms.access(user, room_id)
-        return await self._services.rooms.access_to(user, live.room, classroom)
+        return await self._services.rooms.access_to(user, live.room, live.classroom)
 
     async def attach(self, client: Client, access: RoomAccess, after: int,
                      ref: int | None) -> None:
@@ -257,7 +254,6 @@ class RoomHub:
                 self._presence(live, user, online=False)
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
-            self._classes.pop(room_id, None)
 
     def _presence(self, live: LiveRoom, user: User, *, online: bool) -> None:
         """The user's first connection to the room here arrived, or the last one left."""
@@ -334,7 +330,6 @@ class RoomHub:
             await self.detach(live.id, client, announce=False)
         if self._rooms.get(live.id) is live:
             del self._rooms[live.id]
-            self._classes.pop(live.id, None)
 
     async def follow_database(self, *, interval: float = SYNC_INTERVAL) -> None:
         """The background jobs: relaying other servers' events, writing late departures."""
