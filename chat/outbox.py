@@ -303,8 +303,8 @@ class OutboxStream(trio.abc.Stream):
         return await self._inner.receive_some(max_bytes)
 
     async def aclose(self) -> None:
-        self._outbox.close()
-        await self._inner.aclose()
+        self.close()
+        await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
         """`aclose` without its checkpoint: the connection's last act, once its tasks are
