@@ -66,6 +66,15 @@ class Database(Executor):
         """All statements on the yielded executor commit together, or none do
         (rollback on any exception, cancellation included)."""
 
+    async def execute_together(self, statements: Sequence[tuple[str, Params]]
+                               ) -> list[Written]:
+        """Run the statements as one transaction (all or none) and return each one's outcome.
+        Here one by one inside `transaction()`; a backend that can send them all in one round
+        trip does (every statement is sent, so none may depend on another's answer except
+        through SQL, e.g. MySQL's LAST_INSERT_ID())."""
+        async with self.transaction() as tx:
+            return [await tx.execute(sql, params) for sql, params in statements]
+
     @abc.abstractmethod
     async def run_script(self, statements: Sequence[str]) -> None:
         """Run DDL statements one by one (schema creation)."""

@@ -876,11 +876,14 @@ class Storage:
         # No look for a resend first: resends are rare, and that look was a round trip of
         # every store. A resend's client id collides instead, and rolls its event back.
         try:
-            async with self.db.transaction() as tx:
-                stored = await self._append(tx, new)
-                if stored is not None:
-                    for write in state:
-                        await self._write_state(tx, new.room_id, write, new.now)
+            if state or self.db.dialect.update_returning:
+                async with self.db.transaction() as tx:
+                    stored = await self._append(tx, new)
+                    if stored is not None:
+                        for write in state:
+                            await self._write_state(tx, new.room_id, write, new.now)
+            else:
+                stored = await self._append_one_trip(new)
         except DuplicateKey:
             # A resend (or the same id sent twice at once, on two connections): its first
             # event, stored before.
@@ -894,6 +897,27 @@ class Storage:
             # The room has ended, but a resend of an event stored before is still answered.
             return await self._event_of_key(new.sender_id, new.client_id)
         return stored
+
+    async def _append_one_trip(self, new: _NewEvent) -> RoomEvent | None:
+        """`_append` where the seq is LAST_INSERT_ID(expr) (MySQL): the seq's UPDATE and the
+        event's INSERT are sent together, the INSERT taking the seq the UPDATE set. Its
+        SELECT from the room repeats the UPDATE's condition, so when the room has ended
+        (the UPDATE matched nothing and LAST_INSERT_ID() is an older value) it inserts
+        nothing."""
+        seq_taken, _ = await self.db.execute_together([
+            ("UPDATE rooms SET last_seq = LAST_INSERT_ID(last_seq + 1)"
+             " WHERE id = %s AND ended_at IS NULL", (new.room_id,)),
+            (f"INSERT INTO room_events ({_EVENT_COLUMNS}, client_id)"
+             " SELECT id, LAST_INSERT_ID(), %s, %s, %s, %s, %s, %s FROM rooms"
+             " WHERE id = %s AND ended_at IS NULL",
+             (new.event, new.sender_id, new.recipient_id, new.data, new.now, new.client_id,
+              new.room_id)),
+        ])
+        if seq_taken.rowcount != 1 or seq_taken.lastrowid is None:
+            return None
+        return RoomEvent(room_id=new.room_id, seq=seq_taken.lastrowid, event=new.event,
+                         sender_id=new.sender_id, recipient_id=new.recipient_id,
+                         data=new.data, created_at=new.now)
 
     async def _event_of_key(self, sender_id: int, client_id: str) -> RoomEvent | None:
         found = await self.db.fetch_one(
