@@ -66,6 +66,8 @@ PING_TICKS: Final = 10
 PINGS_PER_TICK: Final = 100
 EVENT_TIMEOUT: Final = 20.0
 CLOSE_TIMEOUT: Final = 3.0
+# Connections whose peer has gone that close at the same time; the rest wait their turn.
+CLOSING_AT_ONCE: Final = 32
 SHUTDOWN_GRACE: Final = 3.0
 MAX_CONNECTIONS: Final = 10_000
 # One client address (an IPv6 /64) may hold this many connections, handshakes included: a
@@ -126,6 +128,8 @@ class ChatServer:
         self._ping_timeout = ping_timeout
         # Each connection's outgoing queue bound (see outbox.py); small in tests.
         self._outbox_limits = (outbox_frames, outbox_bytes)
+        # Connections whose peer has gone, closing at once (see OutboxStream.receive_some).
+        self._closing = trio.CapacityLimiter(CLOSING_AT_ONCE)
         self._hub = RoomHub(services, server_name or "chat",
                             presence_interval=presence_interval, listed_online=listed_online)
         self._dispatcher = Dispatcher(services, self._hub)
@@ -251,7 +255,7 @@ class ChatServer:
         frames, size = self._outbox_limits
         outbox = Outbox(max_frames=frames, max_bytes=size)
         # From here on the outbox is the socket's only writer (see outbox.py).
-        wire = OutboxStream.take(stream, outbox)
+        wire = OutboxStream.take(stream, outbox, self._closing)
         try:
             async with trio.open_nursery() as websocket_tasks:
                 with trio.move_on_after(HANDSHAKE_TIMEOUT) as handshake:

@@ -13,7 +13,7 @@ from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import CloseConnection, Event, Ping, TextMessage
 
-from chat.outbox import Outbox, Overflow
+from chat.outbox import Outbox, OutboxStream, Overflow
 from protocol.wsframe import text_frame
 
 PING = b"\x89\x04ping"
@@ -216,3 +216,30 @@ async def test_a_writer_is_started_only_while_bytes_wait_and_ends_when_they_are_
             assert texts(await read_events(client, 1)) == [big[0]]
             await trio.testing.wait_all_tasks_blocked()
             assert len(ended) == 2
+
+
+async def test_connections_whose_peer_has_gone_close_in_turns() -> None:
+    """At the end of a lecture thousands of peers go at once: each connection that reads
+    the end of its peer waits for a slot of the closing limiter, held until it is closed."""
+    with trio.fail_after(20):
+        closing = trio.CapacityLimiter(1)
+        async with tcp_pair() as (server_a, client_a), tcp_pair() as (server_b, client_b):
+            a, b = (OutboxStream.take(trio.SocketStream(trio.socket.from_stdlib_socket(raw)),
+                                      Outbox(), closing) for raw in (server_a, server_b))
+            client_a.close()
+            client_b.close()
+            assert await a.receive_some() == b""
+            ended: list[bytes | bytearray] = []
+
+            async def read_b() -> None:
+                ended.append(await b.receive_some())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_b)
+                await trio.testing.wait_all_tasks_blocked()
+                assert ended == []  # b's end waits while a is still closing
+                assert closing.borrowed_tokens == 1
+                a.close()
+            assert ended == [b""]
+            b.close()
+            assert closing.borrowed_tokens == 0
