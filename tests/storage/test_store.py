@@ -1125,3 +1125,22 @@ async def test_an_event_is_stored_in_one_round_trip_on_mysql_with_or_without_a_c
             stop()
         expected = 1 if storage.backend == "mysql" else 4
         assert (plain, keyed) == (expected, expected)
+
+
+async def test_statements_sent_together_are_one_transaction(storage: Storage) -> None:
+    """`execute_together` (one query on MySQL): every statement's outcome; when one fails,
+    none of them is stored, and the connection is not left inside the transaction."""
+    insert = ("INSERT INTO users (username, display_name, password_hash, created_at)"
+              " VALUES (%s, 'U', 'h', %s)")
+    with trio.fail_after(10):
+        first, second = await storage.db.execute_together([(insert, ("ann", T0)),
+                                                           (insert, ("bob", T0))])
+        assert (first.rowcount, second.rowcount) == (1, 1)
+        with pytest.raises(DuplicateKey):
+            await storage.db.execute_together([(insert, ("cat", T0)), (insert, ("ann", T0))])
+        assert await storage.get_user_by_username("cat") is None
+        # Were the failed transaction still open on the connection, this one's BEGIN would
+        # commit "cat" with it.
+        await storage.db.execute_together([(insert, ("dan", T0))])
+        assert await storage.get_user_by_username("cat") is None
+        assert await count_rows(storage, "users") == 3
