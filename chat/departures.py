@@ -55,12 +55,6 @@ class Departures:
         self._unrecorded: list[Left] = []
         self._wake = trio.Event()
         self._writing = trio.Lock()
-        self.batches = 0  # transactions written so far (for tests and metrics)
-
-    @property
-    def waiting(self) -> int:
-        """Departures noted and not written yet."""
-        return len(self._pending) + len(self._unrecorded)
 
     def record(self, room: Room, user: User, server: str) -> None:
         """One connection of `user`, held by chat server `server`, left `room` now: written
@@ -89,8 +83,6 @@ class Departures:
                     # A bug: these are lost (the server's lease ends them, see lease.py),
                     # rather than tried again forever.
                     log.exception("%d departures could not be recorded", len(batch))
-                    return True
-            self.batches += 1
             return True
 
     async def run(self, *, interval: float = RETRY_INTERVAL) -> None:
