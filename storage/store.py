@@ -332,8 +332,7 @@ class Storage:
     async def session_expiries(self, token_hashes: Sequence[str]) -> dict[str, datetime]:
         """When each of these sign-ins expires; a deleted one (signed out) is absent."""
         found: dict[str, datetime] = {}
-        for start in range(0, len(token_hashes), _IN_LIST_PAGE):
-            page = token_hashes[start:start + _IN_LIST_PAGE]
+        for page in _pages(token_hashes):
             for token_hash, expires_at in await self.db.fetch_all(
                     "SELECT token_hash, expires_at FROM auth_sessions"
                     f" WHERE token_hash IN ({_in_list(page)})", tuple(page)):
