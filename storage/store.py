@@ -123,6 +123,14 @@ def _pages(values: Sequence[T], size: int = _IN_LIST_PAGE) -> list[Sequence[T]]:
     return [values[start:start + size] for start in range(0, len(values), size)]
 
 
+def _closed(last_join: datetime, at: datetime) -> tuple[datetime, float]:
+    """A user's last connection to a room closed `at`: the attendance's last leave, and the
+    seconds its last stretch adds. Never before the last join: a departure written late, or
+    a dead server's last renewal, may predate it (then the stretch ended at once)."""
+    left = max(at, last_join)
+    return left, (left - last_join).total_seconds()
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -1153,12 +1161,10 @@ class Storage:
                 record = attendance.get((d.room_id, d.user_id))
                 if record is None or record[3] <= 0:
                     continue
-                last_join = record[0]
                 record[3] -= 1
                 if record[3] == 0:
-                    left = max(d.at, last_join)
-                    record[1] = left
-                    record[2] += (left - last_join).total_seconds()
+                    record[1], seconds = _closed(record[0], d.at)
+                    record[2] += seconds
                 changed.add((d.room_id, d.user_id))
             await self._write_leaves(tx, held, gone, fewer - gone, attendance, changed)
 
@@ -1251,13 +1257,12 @@ class Storage:
         last_join, open_connections = row
         remaining = 0 if close_all else max(0, open_connections - count)
         if remaining == 0:
-            # A dead server's last renewal may predate this join: then it ended at once.
-            left = max(now, last_join)
+            left, seconds = _closed(last_join, now)
             await tx.execute(
                 "UPDATE attendance SET open_connections = 0, last_leave = %s,"
                 " seconds_connected = seconds_connected + %s"
                 " WHERE room_id = %s AND user_id = %s",
-                (left, (left - last_join).total_seconds(), room_id, user_id))
+                (left, seconds, room_id, user_id))
         else:
             await tx.execute(
                 "UPDATE attendance SET open_connections = %s WHERE room_id = %s AND user_id = %s",
