@@ -103,3 +103,13 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
     return "-" if value is None else str(value)
+
+
+def py_spy(pid: str, name: str, rate: int) -> subprocess.Popen[bytes]:
+    """py-spy recording the server `pid` (`rate` samples a second) into
+    benchmarks/results/profile_NAME.txt, until sent SIGINT (it then writes what it has)."""
+    out = Path(__file__).parent / "results" / f"profile_{name}.txt"
+    out.parent.mkdir(exist_ok=True)
+    return subprocess.Popen(["py-spy", "record", "-p", pid, "-r", str(rate), "-f", "raw",
+                             "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)

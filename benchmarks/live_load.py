@@ -44,7 +44,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import cpu_seconds, percentile, report, server_process
+from benchmarks.common import cpu_seconds, percentile, py_spy, report, server_process
 
 RECEIVE: Final = 262144
 # Handshakes (and joins) one load process has in flight at once.
@@ -422,7 +422,7 @@ class LoadGroup:
             ) -> list[dict[str, Any]]:
         """Go; the results of every process (in order). `on_done(index, result)` returning
         True sets the stop flag: the processes still running report what they have."""
-        spy = _profile(PROFILE[0], PROFILE[1]) if PROFILE else None
+        spy = py_spy(PROFILE[0], PROFILE[1], rate=200) if PROFILE else None
         try:
             return self._run(start, send_until, until, window, on_done)
         finally:
@@ -660,15 +660,6 @@ def main() -> None:
     report(f"live_{args.scenario}", [k for k in row if k != "errors"], [row])
     if row["errors"]:
         print("errors:", row["errors"])
-
-
-def _profile(pid: str, name: str) -> Any:
-    import subprocess
-    out = Path(__file__).parent / "results" / f"profile_{name}.txt"
-    out.parent.mkdir(exist_ok=True)
-    return subprocess.Popen(["py-spy", "record", "-p", pid, "-r", "200", "-f", "raw",
-                             "-o", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import http_load
-from benchmarks.common import cpu_seconds, percentile, report, server_process
+from benchmarks.common import cpu_seconds, percentile, py_spy, report, server_process
 from benchmarks.live_load import BYSTANDER_PERIOD, WINDOW, LoadGroup, setup_rooms
 
 # The closers close this long after the start; the others run on this long after that.
@@ -84,7 +84,7 @@ def mass_close(db_url: str, chat_url: str, pid: str, rooms: list[tuple[int, str,
         _run(group, start, close_at, until)))
     runner.start()
     time.sleep(max(0.0, close_at - time.time() - 0.02))
-    spy = _profile(pid) if profile else None
+    spy = py_spy(pid, "mass_close", rate=500) if profile else None
     cpu_before = cpu_seconds(pid)
     recorded_at = trio.run(wait_recorded, db_url, room_id, staying, until)
     cpu = cpu_seconds(pid) - cpu_before
@@ -133,15 +133,6 @@ def _run(group: LoadGroup, start: float, close_at: float, until: float
     for proc in group.procs:
         proc.join(10)
     return [done[i] for i in range(len(group.procs))]
-
-
-def _profile(pid: str) -> Any:
-    import subprocess
-    out = Path(__file__).parent / "results" / "profile_mass_close.txt"
-    out.parent.mkdir(exist_ok=True)
-    return subprocess.Popen(["py-spy", "record", "-p", pid, "-r", "500", "-f", "raw",
-                             "-o", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
