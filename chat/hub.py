@@ -130,8 +130,7 @@ class RoomHub:
             async with live.lock:
                 if self._rooms.get(room_id) is not live:
                     continue  # unloaded while we waited for the lock: load it again
-                first_connection = user.id not in live.by_user
-                live.by_user.setdefault(user.id, set()).add(client)
+                first_connection = live.add(client)
                 joined = Joined(access=access, pending=[])
                 client.rooms[room_id] = joined
                 upto = live.last_seq
@@ -246,12 +245,8 @@ class RoomHub:
         if live is None:
             return
         user = client.user
-        clients = live.by_user.get(user.id, set())
-        clients.discard(client)
-        if not clients:
-            live.by_user.pop(user.id, None)
-            if announce:
-                self._presence(live, user, online=False)
+        if live.remove(client) and announce:
+            self._presence(live, user, online=False)
         if not live.by_user:
             del self._rooms[room_id]  # reloaded from the database on the next join
 

@@ -33,8 +33,44 @@ def lecture() -> LiveRoom:
         user = User(id=uid, username=f"u{uid}", display_name=f"U{uid}", created_at=T0)
         client = Client(user=user, outbox=Outbox())  # no socket: frames stay queued
         client.rooms[room.id] = Joined(access=access)
-        live.by_user[uid] = {client}
+        live.add(client)
     return live
+
+
+def member(live: LiveRoom, uid: int) -> Client:
+    user = User(id=uid, username=f"u{uid}", display_name=f"U{uid}", created_at=T0)
+    client = Client(user=user, outbox=Outbox())
+    classroom = Classroom(id=1, name="Small", description="", join_code="y",
+                          instructor_id=1, instructor_name="T", created_at=T0)
+    client.rooms[live.id] = Joined(access=RoomAccess(room=live.room, classroom=classroom,
+                                                     role=Role.STUDENT))
+    return client
+
+
+async def test_the_next_event_reaches_exactly_who_is_in_the_room_after_joins_and_leaves(
+        ) -> None:
+    # The room keeps one list of its connections between changes; every change must show
+    # in the next fan-out.
+    live = LiveRoom(room=lecture().room, instructor_id=1, last_seq=0)
+    ann, ann_phone, bob = member(live, 2), member(live, 2), member(live, 3)
+    assert live.add(ann) is True
+    assert live.add(ann_phone) is False  # ann's second connection
+    event = RoomEvent(room_id=1, seq=1, event="message", sender_id=1, recipient_id=None,
+                      data='{"text":"hello"}', created_at=T0)
+    with trio.fail_after(5):
+        await live.deliver_event(event)
+        assert [len(c.outbox) for c in (ann, ann_phone, bob)] == [1, 1, 0]
+        assert live.add(bob) is True
+        await live.deliver_event(event)
+        assert [len(c.outbox) for c in (ann, ann_phone, bob)] == [2, 2, 1]
+        assert live.remove(ann) is False  # her phone is still here
+        await live.deliver_event(event)
+        assert [len(c.outbox) for c in (ann, ann_phone, bob)] == [2, 3, 2]
+        assert live.remove(ann_phone) is True
+        assert live.remove(ann_phone) is False  # gone already
+        await live.deliver_event(event)
+        assert [len(c.outbox) for c in (ann, ann_phone, bob)] == [2, 3, 3]
+    assert set(live.by_user) == {3}
 
 
 async def test_a_fan_out_to_ten_thousand_members_lets_other_tasks_run() -> None:
