@@ -113,11 +113,9 @@ class Accounts:
         SIGNED_OUT (logout, password change) or SESSION_EXPIRED."""
         if not keys:
             return {}
-        expiries = await self._storage.session_expiries(sorted(keys))
-        now = self._now()
-        ended = {key: SIGNED_OUT for key in keys if key not in expiries}
-        ended.update({key: SESSION_EXPIRED for key, at in expiries.items() if at <= now})
-        return ended
+        ended = await self._storage.ended_sessions(sorted(keys), self._now())
+        return {key: SIGNED_OUT if expired is None else SESSION_EXPIRED
+                for key, expired in ended.items()}
 
     @translate_storage_errors
     async def sign_up(self, username: str, display_name: str, password: str,

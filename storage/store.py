@@ -337,15 +337,29 @@ class Storage:
             await self._log_change(tx, CHANGE_USER, int(row[0]))
         self._notify(CHANGE_USER, int(row[0]))
 
-    async def session_expiries(self, token_hashes: Sequence[str]) -> dict[str, datetime]:
-        """When each of these sign-ins expires; a deleted one (signed out) is absent."""
-        found: dict[str, datetime] = {}
+    async def ended_sessions(self, token_hashes: Sequence[str], now: datetime
+                             ) -> dict[str, datetime | None]:
+        """Which of these sign-ins (distinct) have ended by `now`: each with when it expired,
+        or None when it was deleted (signed out). A chat server asks this every few seconds
+        for every open connection, and nearly always none has ended: each page of the list is
+        counted first (one row back), its rows read only when the count falls short; reading
+        5,000 rows was 10 ms of one process's CPU every time, in 2 ms pieces."""
+        ended: dict[str, datetime | None] = {}
         for page in _pages(token_hashes):
-            for token_hash, expires_at in await self.db.fetch_all(
-                    "SELECT token_hash, expires_at FROM auth_sessions"
-                    f" WHERE token_hash IN ({_in_list(page)})", tuple(page)):
-                found[token_hash] = expires_at
-        return found
+            in_list = _in_list(page)
+            alive = await self.db.fetch_all(
+                f"SELECT COUNT(*) FROM auth_sessions WHERE token_hash IN ({in_list})"
+                " AND expires_at > %s", (*page, now))
+            if alive[0][0] == len(page):
+                continue
+            expiries: dict[str, datetime] = dict(await self.db.fetch_all(
+                "SELECT token_hash, expires_at FROM auth_sessions"
+                f" WHERE token_hash IN ({in_list})", tuple(page)))
+            for token_hash in page:
+                expires_at = expiries.get(token_hash)
+                if expires_at is None or expires_at <= now:
+                    ended[token_hash] = expires_at
+        return ended
 
     @_retried
     async def change_password(self, user_id: int, password_hash: str,

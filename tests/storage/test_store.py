@@ -976,18 +976,28 @@ async def test_cancelled_transaction_writes_nothing(storage: Storage) -> None:
         assert await count_rows(storage, "users") == 1
 
 
-async def test_session_expiries_and_password_change(storage: Storage) -> None:
+async def test_ended_sessions_and_password_change(storage: Storage) -> None:
     with trio.fail_after(10):
         now = datetime(2026, 3, 2, 9, 0, 0)
+        tomorrow = now + timedelta(days=1)
         user = await storage.create_user("ann", "Ann", "hash-1", now)
         other = await storage.create_user("bob", "Bob", "hash-b", now)
         for token_hash, owner in (("a1", user), ("a2", user), ("a3", user), ("b1", other)):
-            await storage.create_auth_session(token_hash, owner.id, now, now + timedelta(days=1))
-        many = [f"x{i}" for i in range(1200)] + ["a1", "b1"]  # past one IN list's page
-        assert await storage.session_expiries(many) == {"a1": now + timedelta(days=1),
-                                                        "b1": now + timedelta(days=1)}
+            await storage.create_auth_session(token_hash, owner.id, now, tomorrow)
+        assert await storage.ended_sessions(["a1", "a2", "a3", "b1"], now) == {}
+        # Past one IN list's page; a page where all are alive next to one where some are not.
+        alive = [f"y{i}" for i in range(600)]
+        for token_hash in alive:
+            await storage.create_auth_session(token_hash, other.id, now, tomorrow)
+        gone = [f"x{i}" for i in range(700)]
+        assert (await storage.ended_sessions([*alive, "a1", "b1", *gone], now)
+                == dict.fromkeys(gone))
+        # Expired exactly now: ended, with when.
+        assert await storage.ended_sessions(["a1", "b1"], tomorrow) == {"a1": tomorrow,
+                                                                        "b1": tomorrow}
         await storage.change_password(user.id, "hash-2", "a2")
-        assert set(await storage.session_expiries(["a1", "a2", "a3", "b1"])) == {"a2", "b1"}
+        assert await storage.ended_sessions(["a1", "a2", "a3", "b1"], now) == {"a1": None,
+                                                                              "a3": None}
         found = await storage.get_password_hash("ann")
         assert found is not None and found[1] == "hash-2"
 
