@@ -1,8 +1,11 @@
 """Ending live connections whose sign-in ended: logout (page or API), expiry, a password
-change. Every open connection's sign-in is checked against the database, all of them in one
-query, every CHECK_INTERVAL seconds (expiry is noticed only this way); a logout in this same
-process, or one announced on the bus (chat/crossing.py), asks for a check at once. A
-connection whose sign-in ended is closed with CLOSE_SIGNED_OUT and the reason.
+change. Every open connection's sign-in is checked every CHECK_INTERVAL seconds (expiry is
+noticed only this way), by `Accounts.ended_sessions`: the process's cache vouches for the
+sign-ins it holds (it forgets a user's as soon as it reads their change from the log, within
+its STALE_AFTER bound), one query asks the database about the rest. A logout in this same
+process, one announced on the bus (chat/crossing.py), or one the cache reads from the log asks
+for a check at once. A connection whose sign-in ended is closed with CLOSE_SIGNED_OUT and the
+reason.
 
 A database outage ends nobody: the check is skipped and tried again next time.
 """

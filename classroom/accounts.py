@@ -6,7 +6,8 @@
   checked for unknown users).
 - A session token is 256 random bits handed to the client once; only its SHA-256 is stored.
 - Logout, expiry and a password change end sign-ins; live connections ask `ended_sessions`
-  (one query for all of them) and are told at once through `on_sessions_ended` in-process.
+  (the cache, then one query for those it does not hold) and are told at once through
+  `on_sessions_ended`: in-process, from the bus, or when the cache drops a user's sessions.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class Accounts:
         self._bus = bus or NoBus()
         self._ended_listeners: list[Callable[[], None]] = []
         self.max_signups_per_address = MAX_SIGNUPS_PER_ADDRESS
+        # A sign-in the cache vouched for may have ended (another process's logout, read
+        # from the change log): live connections check now, not at their next interval.
+        cache.on_sessions_dropped(self.tell_sessions_ended)
 
     def on_sessions_ended(self, listener: Callable[[], None]) -> None:
         """Call `listener` (synchronously, from the trio thread) whenever this process ends
@@ -109,13 +113,33 @@ class Accounts:
 
     @translate_storage_errors
     async def ended_sessions(self, keys: Collection[str]) -> dict[str, str]:
-        """Which of these sign-ins (session_key values) have ended, each with why:
-        SIGNED_OUT (logout, password change) or SESSION_EXPIRED."""
-        if not keys:
+        """Which of these sign-ins (session_key values, distinct) have ended, each with why:
+        SIGNED_OUT (logout, password change) or SESSION_EXPIRED. The cache answers for the
+        sign-ins it holds (live within its bound, STALE_AFTER); the database for the rest,
+        which are then kept: a chat server's check of its thousands of connections every
+        few seconds reads nothing while none of them changes."""
+        now = self._now()
+        unknown = self._cache.unknown_sessions(keys, now)
+        if not unknown:
             return {}
-        ended = await self._storage.ended_sessions(sorted(keys), self._now())
-        return {key: SIGNED_OUT if expired is None else SESSION_EXPIRED
-                for key, expired in ended.items()}
+        if not self._cache.fresh():
+            # The cache is off (the database is slow or failing): the cheapest question,
+            # nothing to keep.
+            expired = await self._storage.ended_sessions(sorted(unknown), now)
+            return {key: SIGNED_OUT if at is None else SESSION_EXPIRED
+                    for key, at in expired.items()}
+        stamp = self._cache.stamp()
+        found = await self._storage.get_sessions(sorted(unknown))
+        ended: dict[str, str] = {}
+        for key in unknown:
+            session = found.get(key)
+            if session is None:
+                ended[key] = SIGNED_OUT
+            elif session[1] <= now:
+                ended[key] = SESSION_EXPIRED
+            else:
+                self._cache.keep_session(stamp, key, *session)
+        return ended
 
     @translate_storage_errors
     async def sign_up(self, username: str, display_name: str, password: str,

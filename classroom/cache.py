@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -79,6 +79,7 @@ class Cache:
         self._floor: int | None = None
         self._seen: set[int] = set()
         self._history: deque[tuple[float, int]] = deque()
+        self._sessions_dropped: list[Callable[[], None]] = []
         storage.add_change_listener(self.drop)
 
     # -- reading and filling -------------------------------------------------------------
@@ -103,6 +104,20 @@ class Cache:
         if entry is None or entry[1] <= now:
             return None
         return entry[0]
+
+    def unknown_sessions(self, token_hashes: Collection[str], now: datetime) -> list[str]:
+        """Those of these sessions the cache cannot vouch for as live now (all of them
+        while it does not serve): what `session` would answer None for."""
+        if not self.fresh():
+            return list(token_hashes)
+        sessions = self._sessions
+        return [token_hash for token_hash in token_hashes
+                if (entry := sessions.get(token_hash)) is None or entry[1] <= now]
+
+    def on_sessions_dropped(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` whenever kept sessions are forgotten because they (may) have
+        ended: a user's change read from the log or made here, or the whole cache going."""
+        self._sessions_dropped.append(listener)
 
     def keep_session(self, stamp: int, token_hash: str, user: User, expires_at: datetime
                      ) -> None:
@@ -167,8 +182,11 @@ class Cache:
         """Forget what depends on (scope, key_id); unknown scopes forget everything."""
         self._stamp += 1
         if scope == CHANGE_USER:
-            for token_hash in self._user_sessions.pop(key_id, set()):
+            dropped = self._user_sessions.pop(key_id, set())
+            for token_hash in dropped:
                 self._sessions.pop(token_hash, None)
+            if dropped:
+                self._tell_sessions_dropped()
         elif scope == CHANGE_CLASSROOM:
             self._classes.pop(key_id, None)
             self._roles.pop(key_id, None)
@@ -185,10 +203,17 @@ class Cache:
 
     def _clear(self) -> None:
         self._stamp += 1
+        had_sessions = bool(self._sessions)
         self._sessions.clear()
         self._user_sessions.clear()
         self._classes.clear()
         self._roles.clear()
+        if had_sessions:
+            self._tell_sessions_dropped()
+
+    def _tell_sessions_dropped(self) -> None:
+        for listener in self._sessions_dropped:
+            listener()
 
     async def follow(self, *, log_reader: Storage | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

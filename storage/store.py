@@ -325,6 +325,19 @@ class Storage:
         )
         return (_user(row), row[4]) if row else None
 
+    async def get_sessions(self, token_hashes: Sequence[str]
+                           ) -> dict[str, tuple[User, datetime]]:
+        """Each of these sessions that exists, expired or not: its user and when it
+        expires. A missing one was signed out."""
+        found: dict[str, tuple[User, datetime]] = {}
+        for page in _pages(token_hashes):
+            for row in await self.db.fetch_all(
+                    f"SELECT {_USER_COLUMNS}, s.expires_at, s.token_hash FROM auth_sessions s"
+                    f" JOIN users u ON u.id = s.user_id WHERE s.token_hash IN ({_in_list(page)})",
+                    tuple(page)):
+                found[row[5]] = (_user(row), row[4])
+        return found
+
     @_retried
     async def delete_auth_session(self, token_hash: str) -> None:
         async with self.db.transaction() as tx:
