@@ -51,6 +51,8 @@ class Client:
     # connection, and the ping in flight (None between pings).
     ws: Any = None
     ping: trio.CancelScope | None = None
+    # Its sign-in, as the sign-in check knows it (see chat/sessions.py), once watched.
+    session_key: str | None = None
 
     def deliver(self, room_id: int, frame: bytes) -> None:
         """Queue a live frame of a room (held back while that room's history replays)."""

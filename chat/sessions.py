@@ -33,15 +33,25 @@ class SessionWatch:
     def __init__(self, services: Services, *, interval: float = CHECK_INTERVAL) -> None:
         self._accounts = services.accounts
         self._interval = interval
-        self._keys: dict[Client, str] = {}
+        # The connections watched, by sign-in: the keys are the distinct sign-ins to check
+        # (a check of thousands makes no copy of them), and an ended one finds its
+        # connections without a look at every other.
+        self._by_key: dict[str, set[Client]] = {}
         self._wake = trio.Event()
         self._accounts.on_sessions_ended(self.check_soon)
 
     def watch(self, client: Client, token: str) -> None:
-        self._keys[client] = self._accounts.session_key(token)
+        key = client.session_key = self._accounts.session_key(token)
+        self._by_key.setdefault(key, set()).add(client)
 
     def forget(self, client: Client) -> None:
-        self._keys.pop(client, None)
+        if client.session_key is None:
+            return
+        clients = self._by_key.get(client.session_key)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self._by_key[client.session_key]
 
     def check_soon(self) -> None:
         self._wake.set()
@@ -55,15 +65,13 @@ class SessionWatch:
 
     async def check(self) -> None:
         """Close every watched connection whose sign-in has ended."""
-        if not self._keys:
+        if not self._by_key:
             return
         try:
-            ended = await self._accounts.ended_sessions(set(self._keys.values()))
+            ended = await self._accounts.ended_sessions(self._by_key.keys())
         except ClassroomError as exc:
             log.warning("sign-in check skipped: %s", exc.message)
             return
-        for client, key in list(self._keys.items()):
-            reason = ended.get(key)
-            if reason is not None:
-                self._keys.pop(client, None)
+        for key, reason in ended.items():
+            for client in self._by_key.pop(key, ()):
                 client.disconnect(CLOSE_SIGNED_OUT, reason)

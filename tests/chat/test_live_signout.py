@@ -66,3 +66,20 @@ async def test_password_change_ends_the_other_sign_ins_only(db_url: str) -> None
                     assert await closed_with(old_here) == (CLOSE_SIGNED_OUT, "signed out")
                     assert await closed_with(old) == (CLOSE_SIGNED_OUT, "signed out")
                     assert await kept.sync() == []
+
+
+async def test_a_sign_in_open_in_two_tabs_is_still_watched_after_one_closes(db_url: str
+                                                                          ) -> None:
+    # The check keeps one entry per sign-in for all its connections: the first to close
+    # must not take the others out of it.
+    with trio.fail_after(15):
+        async with chat_world(db_url, session_interval=CHECK) as world:
+            ann = await world.signed_up("ann")
+            async with world.connect(ann) as kept:
+                await kept.sync()
+                async with world.connect(ann) as tab:
+                    await tab.sync()
+                await trio.sleep(3 * CHECK)  # checks run with the tab gone
+                await kept.sync()
+                await world.services.accounts.log_out(ann.token)
+                assert await closed_with(kept) == (CLOSE_SIGNED_OUT, "signed out")
