@@ -3,9 +3,11 @@ every chat server: closed with 4401 and the reason, and nothing more is stored f
 
 from __future__ import annotations
 
+import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from chat import sessions
 from chat.sessions import CLOSE_SIGNED_OUT
 from classroom.accounts import SESSION_LIFETIME
 from tests.chat.harness import ManualClock, Peer, Person, chat_servers, chat_world
@@ -83,3 +85,22 @@ async def test_a_sign_in_open_in_two_tabs_is_still_watched_after_one_closes(db_u
                 await kept.sync()
                 await world.services.accounts.log_out(ann.token)
                 assert await closed_with(kept) == (CLOSE_SIGNED_OUT, "signed out")
+
+
+async def test_a_check_in_slices_reaches_every_sign_in(db_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "CHECK_SLICE", 1)  # one sign-in per turn of the check
+    with trio.fail_after(15):
+        async with chat_world(db_url, session_interval=CHECK) as world:
+            people = [await world.signed_up(name) for name in ("ann", "bob", "cyd")]
+            async with world.connect(people[0]) as ann, world.connect(people[1]) as bob, \
+                    world.connect(people[2]) as cyd:
+                for peer in (ann, bob, cyd):
+                    await peer.sync()
+                for person in (people[2], people[0]):
+                    await world.services.storage.delete_auth_session(
+                        world.services.accounts.session_key(person.token))
+                # Deleted behind the check's back (no notice): found by the next check.
+                assert await closed_with(cyd) == (CLOSE_SIGNED_OUT, "signed out")
+                assert await closed_with(ann) == (CLOSE_SIGNED_OUT, "signed out")
+                assert await bob.sync() == []
