@@ -91,8 +91,9 @@ class Accounts:
         cache.on_sessions_dropped(self.tell_sessions_ended)
 
     def on_sessions_ended(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (synchronously, from the trio thread) whenever this process ends
-        a sign-in: logout or a password change. Other processes learn it from the database."""
+        """Call `listener` (synchronously, from the trio thread) whenever sign-ins may have
+        ended: a logout or a password change here, one the bus tells of, or one the cache
+        read from the change log. Expiry is noticed only by checking."""
         self._ended_listeners.append(listener)
 
     def _sessions_ended(self) -> None:
@@ -102,7 +103,8 @@ class Accounts:
         self._bus.announce("sessions", {})
 
     def tell_sessions_ended(self) -> None:
-        """Sign-ins ended here or on another server (told by the bus): check ours now."""
+        """Sign-ins ended here or on another server (told by the bus or the cache): check
+        ours now."""
         for listener in self._ended_listeners:
             listener()
 
