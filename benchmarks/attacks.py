@@ -70,6 +70,12 @@ async def signup(api: httpx.AsyncClient, name: str) -> str:
     return token
 
 
+def close_of(exc: ConnectionClosed) -> list[Any]:
+    """The close code and reason the server sent ([None, None] for none)."""
+    reason = exc.reason
+    return [None, None] if reason is None else [reason.code, reason.reason]
+
+
 def ws_headers(token: str) -> list[tuple[bytes, bytes]]:
     return [(b"Authorization", f"Bearer {token}".encode())]
 
@@ -186,7 +192,7 @@ async def logout_attack(server: Server, api: httpx.AsyncClient, room_id: int, na
                     await trio.sleep(0.2)
             result["stored_after_logout"] = stored
     except ConnectionClosed as exc:
-        result["closed"] = [exc.reason.code, exc.reason.reason]
+        result["closed"] = close_of(exc)
         result["closed_after_ms"] = round((time.perf_counter() - logged_out) * 1000, 1)
         result.setdefault("stored_after_logout", 0)
     return result
@@ -217,7 +223,7 @@ async def flood_attack(server: Server, token: str, room_id: int) -> dict[str, An
                         if got.get("data", {}).get("code") == "rate_limited":
                             limited += 1
                 except ConnectionClosed as exc:
-                    closed = [exc.reason.code, exc.reason.reason]
+                    closed = close_of(exc)
                     done.set()
             done = trio.Event()
             async with trio.open_nursery() as nursery:
@@ -226,12 +232,12 @@ async def flood_attack(server: Server, token: str, room_id: int) -> dict[str, An
                     for _ in range(3000):
                         await ws.send_message(frame)
                 except ConnectionClosed as exc:
-                    closed = [exc.reason.code, exc.reason.reason]
+                    closed = close_of(exc)
                 with trio.move_on_after(10):  # a server that never closes: read for 10 s
                     await done.wait()
                 nursery.cancel_scope.cancel()
     except ConnectionClosed as exc:
-        closed = [exc.reason.code, exc.reason.reason]
+        closed = close_of(exc)
     return {"sent": 3000, "rate_limited": limited, "closed": closed,
             "seconds": round(time.perf_counter() - started, 2)}
 

@@ -69,7 +69,9 @@ class _Rooms:
         members: set[WebSocketConnection] = set()
         try:
             while True:
-                text = await ws.get_message()
+                message = await ws.get_message()
+                # The load generators send text frames only.
+                text = message if isinstance(message, str) else message.decode()
                 if text.startswith('{"event":"room/join"'):
                     room = m.group(1) if (m := _ROOM_ID.search(text)) else ""
                     members.discard(ws)

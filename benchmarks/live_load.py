@@ -576,7 +576,7 @@ def many_rooms(chat_url: str, server_pid: str, rooms: list[tuple[int, str, list[
     members = sum(len(tokens) for _, _, tokens in rooms)
     deliveries_per_message = sum(len(t) ** 2 for _, _, t in rooms) / max(1, members)
     period = members * deliveries_per_message / rate
-    specs = []
+    specs: list[dict[str, Any]] = []
     for rid, _, tokens in rooms:
         for token in tokens:
             specs.append({"room": rid, "token": token, "probe": True,

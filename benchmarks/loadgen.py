@@ -205,7 +205,7 @@ def run(job: dict[str, Any], processes: int,
     queue = ctx.Queue()
     total = job["connections"]
     shares = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
-    workers = []
+    workers: list[multiprocessing.process.BaseProcess] = []
     offset = 0
     for share in shares:
         if share == 0:
@@ -219,7 +219,7 @@ def run(job: dict[str, Any], processes: int,
         workers.append(proc)
         offset += share
     latest = [0] * len(workers)
-    results = []
+    results: list[dict[str, Any]] = []
     while len(results) < len(workers):
         kind, index, value = queue.get(timeout=job["until"] - time.time() + 60)
         if kind == "result":
@@ -228,8 +228,8 @@ def run(job: dict[str, Any], processes: int,
             latest[index] = value
             if on_progress is not None:
                 on_progress(sum(latest))
-    for proc in workers:
-        proc.join(10)
+    for worker in workers:
+        worker.join(10)
     errors: dict[str, int] = {}
     latencies: list[float] = []
     for result in results:
