@@ -5,13 +5,15 @@ members were served between two of its turns)."""
 from __future__ import annotations
 
 import itertools
+import json
+import socket
 from datetime import datetime
 
 import trio
 import trio.testing
 
 from chat.client import Client, Joined
-from chat.fanout import FANOUT_SLICE, LiveRoom
+from chat.fanout import FANOUT_RUN_BYTES, FANOUT_SLICE, FanOut, LiveRoom
 from chat.outbox import Outbox
 from chat.turns import holding
 from classroom.rooms import RoomAccess
@@ -122,3 +124,57 @@ async def test_a_free_room_lock_is_taken_without_a_turn_a_held_one_is_waited_for
             await trio.testing.wait_all_tasks_blocked()
             order.append("first")
         assert order == ["first", "second"]
+
+
+def stored(seq: int, text: str, *, to: int | None = None) -> RoomEvent:
+    return RoomEvent(room_id=1, seq=seq, event="message", sender_id=1, recipient_id=to,
+                     data=json.dumps({"text": text}), created_at=T0)
+
+
+def seqs_in(data: bytes) -> list[int]:
+    """The seqs of the server's text frames (unmasked, short or 16-bit lengths) in `data`."""
+    seqs = []
+    while data:
+        assert data[0] == 0x81
+        size, at = data[1], 2
+        if size == 126:
+            size, at = int.from_bytes(data[2:4], "big"), 4
+        seqs.append(json.loads(data[at:at + size])["seq"])
+        data = data[at + size:]
+    return seqs
+
+
+async def test_events_stored_while_a_fan_out_waits_go_out_together_in_order() -> None:
+    live = LiveRoom(room=lecture().room, instructor_id=1, last_seq=0)
+    ann, bob = member(live, 2), member(live, 3)
+    live.add(ann)
+    live.add(bob)
+    writer, reader = socket.socketpair()
+    with writer, reader:
+        writer.setblocking(False)
+        ann.outbox.attach(writer)  # bob's outbox has no socket: each write stays queued
+        # Stored while the first event's sender waited for the room: 3 is private (ann's).
+        for event in (stored(1, "one"), stored(2, "two"), stored(3, "psst", to=2),
+                      stored(4, "four")):
+            live.unsent[event.seq] = event
+        with trio.fail_after(5):
+            await FanOut(None, None)._send_in_order(live, 1)  # type: ignore[arg-type]
+        assert live.last_seq == 4 and not live.unsent
+        assert len(bob.outbox) == 2  # 1 and 2 in one write, 4 in the next; 3 is not his
+        assert seqs_in(reader.recv(1 << 16)) == [1, 2, 3, 4]
+
+
+async def test_a_run_of_waiting_events_stops_at_its_size_limit() -> None:
+    live = LiveRoom(room=lecture().room, instructor_id=1, last_seq=0)
+    bob = member(live, 3)
+    live.add(bob)
+    two_fit = "x" * (FANOUT_RUN_BYTES // 2 - 100)
+    for seq in (1, 2, 3, 4):
+        live.unsent[seq] = stored(seq, two_fit)
+    with trio.fail_after(5):
+        await FanOut(None, None)._send_in_order(live, 1)  # type: ignore[arg-type]
+    # The first event's sender sends the run that fits (1 and 2) and stops there.
+    assert live.last_seq == 2 and len(bob.outbox) == 1
+    with trio.fail_after(5):
+        await FanOut(None, None)._send_in_order(live, 4)  # type: ignore[arg-type]
+    assert live.last_seq == 4 and len(bob.outbox) == 2
