@@ -51,6 +51,8 @@ RECEIVE: Final = 262144
 CONNECTING: Final = 50
 # The instructor's window of unacknowledged messages in the big room.
 WINDOW: Final = 8
+# What a student may send at once before the rate limit (classroom/ratelimit.py) answers.
+STUDENT_BURST: Final = 20
 # After its goal (or the end of sending) a load process reads this long for what is on its
 # way before it reports.
 DRAIN: Final = 1.0
@@ -508,10 +510,15 @@ BYSTANDER_PERIOD: Final = 0.25  # a small room's member sends 4 messages a secon
 
 
 def big_room(chat_url: str, server_pid: str, rooms: list[tuple[int, str, list[str]]],
-             messages: int, processes: int) -> dict[str, Any]:
-    """rooms[0] is the big room, the rest the bystanders' small rooms."""
-    (room_id, teacher, members), small = rooms[0], rooms[1:]
-    specs = [{"room": room_id, "token": t, "expect": messages, "probe": i < PROBES}
+             messages: int, processes: int, senders: int = 0,
+             sender_messages: int = STUDENT_BURST) -> dict[str, Any]:
+    """rooms[0] is the big room, the rest the bystanders' small rooms. `senders` of the big
+    room's students send `sender_messages` each too, as the instructor does (a lecture
+    whose audience talks at once); they are not counted as receivers."""
+    (room_id, teacher, everyone), small = rooms[0], rooms[1:]
+    talkers, members = everyone[:senders], everyone[senders:]
+    expect = messages + senders * sender_messages
+    specs = [{"room": room_id, "token": t, "expect": expect, "probe": i < PROBES}
              for i, t in enumerate(members)]
     shares = _split(specs, processes)
     # The instructor and the small rooms in a process of their own: the small rooms' members
@@ -519,6 +526,9 @@ def big_room(chat_url: str, server_pid: str, rooms: list[tuple[int, str, list[st
     side: list[dict[str, Any]] = [{"room": room_id, "token": teacher,
                                    "send": {"mode": "window", "window": WINDOW,
                                             "count": messages}}]
+    side += [{"room": room_id, "token": t,
+              "send": {"mode": "window", "window": WINDOW, "count": sender_messages}}
+             for t in talkers]
     bystanders = [(rid, t) for rid, _, tokens in small for t in tokens]
     for i, (rid, token) in enumerate(bystanders):
         side.append({"room": rid, "token": token, "probe": True,
@@ -550,10 +560,10 @@ def big_room(chat_url: str, server_pid: str, rooms: list[tuple[int, str, list[st
             errors[key] = errors.get(key, 0) + n
     return {
         "members": len(members),
-        "connected": group.connected() - 1 - len(bystanders),
-        "messages": messages,
+        "connected": group.connected() - 1 - len(talkers) - len(bystanders),
+        "messages": expect,
         "delivered": delivered,
-        "lost": len(members) * messages - delivered,
+        "lost": len(members) * expect - delivered,
         "seconds": round(elapsed, 2),
         "deliveries_per_s": delivered / elapsed,
         **{f"fanout_{k}": v for k, v in _stats(probe).items()},
@@ -623,6 +633,9 @@ def main() -> None:
     parser.add_argument("scenario", choices=["big", "rooms"])
     parser.add_argument("--members", type=int, default=5000)
     parser.add_argument("--messages", type=int, default=60)
+    parser.add_argument("--senders", type=int, default=0,
+                        help="big: this many of its students send too (--sender-messages each)")
+    parser.add_argument("--sender-messages", type=int, default=STUDENT_BURST)
     parser.add_argument("--small", type=int, nargs=2, default=[2, 5], metavar=("ROOMS", "SIZE"),
                         help="bystanders' small rooms beside the big one (default 2 of 5)")
     parser.add_argument("--rooms", type=int, default=50)
@@ -652,7 +665,8 @@ def main() -> None:
             if args.profile:
                 PROFILE[:] = [urls["pid"], args.scenario]
             if args.scenario == "big":
-                row = big_room(urls["chat"], urls["pid"], rooms, args.messages, args.processes)
+                row = big_room(urls["chat"], urls["pid"], rooms, args.messages, args.processes,
+                               args.senders, args.sender_messages)
             else:
                 row = many_rooms(urls["chat"], urls["pid"], rooms, args.rate, args.seconds,
                                  args.processes)
