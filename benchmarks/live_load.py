@@ -51,8 +51,6 @@ RECEIVE: Final = 262144
 CONNECTING: Final = 50
 # The instructor's window of unacknowledged messages in the big room.
 WINDOW: Final = 8
-# What a student may send at once before the rate limit (classroom/ratelimit.py) answers.
-STUDENT_BURST: Final = 20
 # After its goal (or the end of sending) a load process reads this long for what is on its
 # way before it reports.
 DRAIN: Final = 1.0
@@ -461,6 +459,14 @@ def _stats(samples: Sequence[float]) -> dict[str, float]:
 
 # -- the database ------------------------------------------------------------------------
 
+def student_burst() -> int:
+    """What a student may send at once before the rate limit answers."""
+    from classroom.ratelimit import EVENT_RATES  # not in the load processes: kept light
+    from classroom.rules import Role
+
+    return int(EVENT_RATES[Role.STUDENT].burst)
+
+
 async def setup_rooms(db_url: str, sizes: Sequence[int]) -> list[tuple[int, str, list[str]]]:
     """One class and live room per size (instructor + that many students), straight in the
     database (signing up thousands through argon2 would measure hashing): for each room,
@@ -511,7 +517,7 @@ BYSTANDER_PERIOD: Final = 0.25  # a small room's member sends 4 messages a secon
 
 def big_room(chat_url: str, server_pid: str, rooms: list[tuple[int, str, list[str]]],
              messages: int, processes: int, senders: int = 0,
-             sender_messages: int = STUDENT_BURST) -> dict[str, Any]:
+             sender_messages: int = 0) -> dict[str, Any]:
     """rooms[0] is the big room, the rest the bystanders' small rooms. `senders` of the big
     room's students send `sender_messages` each too, as the instructor does (a lecture
     whose audience talks at once); they are not counted as receivers."""
@@ -635,7 +641,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--senders", type=int, default=0,
                         help="big: this many of its students send too (--sender-messages each)")
-    parser.add_argument("--sender-messages", type=int, default=STUDENT_BURST)
+    parser.add_argument("--sender-messages", type=int,
+                        help="default: what a student may send at once (the rate limit's burst)")
     parser.add_argument("--small", type=int, nargs=2, default=[2, 5], metavar=("ROOMS", "SIZE"),
                         help="bystanders' small rooms beside the big one (default 2 of 5)")
     parser.add_argument("--rooms", type=int, default=50)
@@ -665,8 +672,10 @@ def main() -> None:
             if args.profile:
                 PROFILE[:] = [urls["pid"], args.scenario]
             if args.scenario == "big":
+                sender_messages = (student_burst() if args.sender_messages is None
+                                   else args.sender_messages)
                 row = big_room(urls["chat"], urls["pid"], rooms, args.messages, args.processes,
-                               args.senders, args.sender_messages)
+                               args.senders, sender_messages)
             else:
                 row = many_rooms(urls["chat"], urls["pid"], rooms, args.rate, args.seconds,
                                  args.processes)
