@@ -353,10 +353,10 @@ class Storage:
     async def ended_sessions(self, token_hashes: Sequence[str], now: datetime
                              ) -> dict[str, datetime | None]:
         """Which of these sign-ins (distinct) have ended by `now`: each with when it expired,
-        or None when it was deleted (signed out). A chat server asks this every few seconds
-        for every open connection, and nearly always none has ended: each page of the list is
-        counted first (one row back), its rows read only when the count falls short; reading
-        5,000 rows was 10 ms of one process's CPU every time, in 2 ms pieces."""
+        or None when it was deleted (signed out). The sign-in check's question while the
+        cache does not serve (see Accounts.ended_sessions), when nearly always none has
+        ended: each page of the list is counted first (one row back), its rows read only when
+        the count falls short (for 5,000 sign-ins 7 ms of CPU instead of 31-37 ms)."""
         ended: dict[str, datetime | None] = {}
         for page in _pages(token_hashes):
             in_list = _in_list(page)
