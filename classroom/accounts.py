@@ -121,15 +121,15 @@ class Accounts:
         which are then kept: a chat server's check of its thousands of connections every
         few seconds reads nothing while none of them changes."""
         now = self._now()
-        unknown = self._cache.unknown_sessions(keys, now)
-        if not unknown:
-            return {}
         if not self._cache.fresh():
             # The cache is off (the database is slow or failing): the cheapest question,
             # nothing to keep.
-            expired = await self._storage.ended_sessions(sorted(unknown), now)
+            expired = await self._storage.ended_sessions(sorted(keys), now)
             return {key: SIGNED_OUT if at is None else SESSION_EXPIRED
                     for key, at in expired.items()}
+        unknown = self._cache.unknown_sessions(keys, now)
+        if not unknown:
+            return {}
         stamp = self._cache.stamp()
         found = await self._storage.get_sessions(sorted(unknown))
         ended: dict[str, str] = {}
