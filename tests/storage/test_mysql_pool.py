@@ -109,6 +109,40 @@ async def test_pool_never_opens_more_than_its_size() -> None:
             assert len(await connection_ids(database)) == 3  # kept open for reuse
 
 
+class StepCounter(trio.abc.Instrument):
+    """How many times the scheduler ran one task (each a turn it waited for)."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_a_statement_on_an_idle_pool_waits_for_one_turn_only() -> None:
+    """A statement's only turn is its wait for the answer: a free pool slot and the send
+    are taken at once (on a busy chat server each turn is a slice of a lecture's fan-out,
+    in the path of every other room's store). A full pool is still waited for."""
+    with trio.fail_after(10):
+        async with pooled_storage(pool=1) as (store, _):
+            await store.db.fetch_all("SELECT 1")  # the connection is open and idle
+            counter = StepCounter(trio.lowlevel.current_task())
+            trio.lowlevel.add_instrument(counter)
+            try:
+                await store.db.fetch_all("SELECT 1")
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+            assert counter.steps == 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.db.fetch_all, "SELECT SLEEP(0.2)")
+                await trio.sleep(0.05)
+                started = trio.current_time()
+                assert await store.db.fetch_all("SELECT 2") == [(2,)]
+                assert trio.current_time() - started > 0.1  # it waited for the slot
+
+
 async def test_connection_goes_back_to_the_pool_after_a_duplicate_key() -> None:
     with trio.fail_after(10):
         async with pooled_storage(pool=1) as (store, database):
