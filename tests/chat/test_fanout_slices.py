@@ -103,6 +103,36 @@ async def test_a_fan_out_to_ten_thousand_members_lets_other_tasks_run() -> None:
     assert max(gaps, default=MEMBERS) <= 2 * FANOUT_SLICE, max(gaps, default=MEMBERS)
 
 
+async def test_other_tasks_take_two_steps_between_two_pieces_of_a_fan_out() -> None:
+    """Another client's event is a chain of steps, each run in the turn after the one that
+    readied it: the fan-out gives up two turns after each piece, so such a chain goes two
+    steps per piece, not one (its wait in a lecture's fan-out about halves)."""
+    live = lecture()
+    clients = live.clients()
+    event = RoomEvent(room_id=1, seq=1, event="message", sender_id=1, recipient_id=None,
+                      data='{"text":"hello"}', created_at=T0)
+    served_at_steps: list[int] = []
+    done = trio.Event()
+
+    async def chain() -> None:
+        while not done.is_set():
+            served_at_steps.append(sum(1 for c in clients if len(c.outbox)))
+            await trio.lowlevel.checkpoint()
+
+    async def fan_out() -> None:
+        await live.deliver_event(event)
+        done.set()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(chain)
+            nursery.start_soon(fan_out)
+    during = [n for n in served_at_steps if 0 < n < MEMBERS]
+    pieces = len(set(during))
+    assert pieces >= 10, pieces  # a fan-out of 10,000 is many pieces
+    assert len(during) >= 2 * pieces - 1, (len(during), pieces)
+
+
 async def test_a_free_room_lock_is_taken_without_a_turn_a_held_one_is_waited_for() -> None:
     """Every event a room sends takes its lock: when it is free that costs no turn of the
     scheduler (a turn on a busy server is every other task's step); when it is held the
