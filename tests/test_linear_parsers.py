@@ -20,8 +20,8 @@ import trio
 
 from classroom import limits
 from classroom.errors import ClassroomError
-from classroom.live import MAX_IGNORE_TEXT, MAX_MARKDOWN, SPECS, parse_ignore_rules
-from classroom.steps_import import render, split_markdown
+from classroom.live import MAX_IGNORE_TEXT, SPECS, parse_ignore_rules
+from classroom.steps_import import MAX_MARKDOWN, render, split_markdown
 from protocol.cookies import parse_cookie_header
 from protocol.envelope import MAX_FRAME_BYTES, EnvelopeError, parse_envelope
 from protocol.errors import HTTPError

@@ -13,13 +13,13 @@ from trio_websocket import ConnectionClosed
 from chat.flood import CLOSE_POLICY_VIOLATION
 from classroom.ratelimit import EVENT_RATES
 from classroom.rules import Role
-from tests.chat.harness import Peer, chat_world
+from tests.chat.harness import Frame, Peer, chat_world
 
 STUDENT = EVENT_RATES[Role.STUDENT]
 INSTRUCTOR = EVENT_RATES[Role.INSTRUCTOR]
 
 
-async def burst_of(peer: Peer, room_id: int, count: int) -> tuple[list[dict], float]:
+async def burst_of(peer: Peer, room_id: int, count: int) -> tuple[list[Frame], float]:
     """Send `count` messages without waiting, then read every answer: (answers, seconds
     until the last answer, for the refill the server may have allowed meanwhile)."""
     started = trio.current_time()

@@ -8,7 +8,8 @@ import pytest
 from classroom import limits
 from classroom.classes import JOIN_CODE_ALPHABET, new_join_code
 from classroom.errors import Invalid, TooLarge
-from classroom.live import SPECS, parse_ignore_rules, split_markdown
+from classroom.live import SPECS, parse_ignore_rules
+from classroom.steps_import import split_markdown
 
 
 @pytest.mark.parametrize(("raw", "clean"), [("Ada", "ada"), ("  grace.h ", "grace.h"),

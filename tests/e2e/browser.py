@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 import pytest
@@ -200,14 +200,17 @@ class Profile:
         url: str = self.driver.current_url
         return url[len(self.base_url):] if url.startswith(self.base_url) else url
 
-    def wait(self, condition: Callable[[Any], T], message: str, timeout: float = WAIT) -> T:
+    def wait(self, condition: Callable[[Any], T | Literal[False] | None], message: str,
+             timeout: float = WAIT) -> T:
         try:
-            result: T = WebDriverWait(
+            result = WebDriverWait(
                 self.driver, timeout,
                 ignored_exceptions=(StaleElementReferenceException,)).until(condition)
         except TimeoutException:
             raise AssertionError(f"{self.name}: timed out after {timeout} s waiting for "
                                  f"{message} (at {self.driver.current_url})") from None
+        # until returns the first truthy value, but its types take out only False.
+        assert result is not None
         return result
 
     def find(self, css: str) -> WebElement:
@@ -232,7 +235,7 @@ class Profile:
 
     def wait_text(self, css: str, text: str) -> WebElement:
         """Wait until an element matching `css` contains `text`; return that element."""
-        def found(driver: Any) -> WebElement | bool:
+        def found(driver: Any) -> WebElement | Literal[False]:
             for element in driver.find_elements(By.CSS_SELECTOR, css):
                 if text in element.text:
                     return element  # type: ignore[no-any-return]

@@ -99,10 +99,11 @@ async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
     return b"".join(chunks)
 
 
-def parse(data: bytes, methods: Sequence[str] = ("GET",)) -> list[Answer]:
+def parse(data: bytes | bytearray, methods: Sequence[str] = ("GET",)) -> list[Answer]:
     """The responses in `data`, one per request method in `methods`, in order."""
     client = h11.Connection(h11.CLIENT)
-    client.receive_data(data)
+    # A trio stream's receive_some may give a bytearray (memory streams do); h11 takes bytes.
+    client.receive_data(bytes(data))
     answers = []
     for method in methods:
         client.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))

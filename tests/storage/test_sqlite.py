@@ -57,6 +57,7 @@ async def test_two_opens_appending_at_once_share_one_seq(tmp_path: Path) -> None
                 storage = (first, second)[storage_index]
                 for _ in range(10):
                     event = await storage.append_event(room.id, "chat", user.id, None, "{}", T0)
+                    assert event is not None
                     seqs.append(event.seq)
 
             async with trio.open_nursery() as nursery:

@@ -633,6 +633,7 @@ async def test_event_round_trips_exactly(storage: Storage) -> None:
         sent = [await storage.append_event(room.id, names[i % len(names)], teacher.id, None,
                                            data, at(i)) for i, data in enumerate(datas)]
         assert await storage.list_events(room.id, teacher.id) == sent
+        assert sent[-1] is not None
         assert sent[-1].data == mebibyte
 
 

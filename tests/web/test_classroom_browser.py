@@ -21,6 +21,7 @@ from selenium.webdriver.common.by import By
 from tests.web.harness import WebWorld
 from tests.web.live_peer import api_user, eventually, live_peer
 from tests.web.test_live_browser import (
+    attribute,
     chromium,
     open_live,
     text_of,
@@ -75,9 +76,9 @@ async def test_times_are_local_and_recent_ones_relative(live_web: WebWorld,
                 bob.get(f"{live_web.base_url}/classrooms/{room.id}")
                 time = bob.find_element(By.CSS_SELECTOR, f"#post-{post['id']} time")
                 wait(bob, lambda _: time.text == "just now", "the post's time as 'just now'")
-                title = time.get_attribute("title")
+                title = attribute(time, "title")
                 assert local.strftime("%-I:%M") in title, (title, local)
-                assert time.get_attribute("datetime").endswith("Z")
+                assert attribute(time, "datetime").endswith("Z")
                 assert re.search(r"Asia/(Kolkata|Calcutta)", text_of(bob, "zone-note"))
 
             await trio.to_thread.run_sync(check)
@@ -178,7 +179,7 @@ async def test_waiting_student_is_taken_in_and_live_now_shows(live_web: WebWorld
                 bob.get(f"{base}/classrooms")
                 badge = bob.find_element(By.CSS_SELECTOR, ".class-card .badge-live")
                 assert badge.text == "Live now"
-                assert badge.get_attribute("href").endswith(f"/classrooms/{room.id}/live")
+                assert attribute(badge, "href").endswith(f"/classrooms/{room.id}/live")
                 bob.get(f"{base}/classrooms/{room.id}")
                 assert "Week 2 is running" in bob.find_element(By.CSS_SELECTOR, ".live-now").text
 
@@ -332,8 +333,7 @@ async def test_class_management_remove_leave_reset_invite(live_web: WebWorld,
                 wait(ada, lambda d: d.find_element(By.CSS_SELECTOR, ".join-code").text
                      != room.code, "a new code")
                 code = ada.find_element(By.CSS_SELECTOR, ".join-code").text
-                invite = ada.find_element(By.CSS_SELECTOR, "a.invite-link"
-                                          ).get_attribute("href")
+                invite = attribute(ada.find_element(By.CSS_SELECTOR, "a.invite-link"), "href")
                 # The invite link fills the code in for a newcomer.
                 sign_in(bob, base, dan)
                 bob.get(invite)
@@ -440,8 +440,8 @@ async def test_layout_on_a_phone_and_a_laptop(live_web: WebWorld, tmp_path: Path
                 assert not ada.find_element(By.NAME, "title").is_displayed()
                 composer.find_element(By.TAG_NAME, "summary").click()
                 assert ada.find_element(By.NAME, "title").is_displayed()
-                assert "more-right" in ada.find_element(By.CSS_SELECTOR, "nav.tabs"
-                                                        ).get_attribute("class")
+                assert "more-right" in attribute(ada.find_element(By.CSS_SELECTOR, "nav.tabs"),
+                                                 "class")
                 # A 1280x900 laptop: the chat input is in view without scrolling.
                 ada.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
                     "width": 1280, "height": 760, "deviceScaleFactor": 1, "mobile": False})

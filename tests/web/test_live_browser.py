@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import pytest
 import trio
@@ -24,6 +24,7 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import IN_CI
@@ -66,8 +67,9 @@ def chromium(tmp_path: Path, name: str) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def wait(driver: webdriver.Chrome, condition: Callable[[Any], T], what: str) -> T:
-    def settled(d: Any) -> T | bool:
+def wait(driver: webdriver.Chrome, condition: Callable[[Any], T | Literal[False] | None],
+         what: str) -> T:
+    def settled(d: Any) -> T | Literal[False] | None:
         # An element read while a form's answer replaces the page can also fail as an
         # inspector error rather than as a stale reference: the same race, so look again.
         try:
@@ -78,10 +80,12 @@ def wait(driver: webdriver.Chrome, condition: Callable[[Any], T], what: str) -> 
             return False
 
     try:
-        result: T = WebDriverWait(driver, WAIT, ignored_exceptions=(
+        result = WebDriverWait(driver, WAIT, ignored_exceptions=(
             StaleElementReferenceException,)).until(settled)
     except Exception as exc:
         raise AssertionError(f"timed out waiting for {what}") from exc
+    # until returns the first truthy value, but its types take out only False.
+    assert result is not None
     return result
 
 
@@ -89,11 +93,18 @@ def text_of(driver: webdriver.Chrome, element_id: str) -> str:
     return str(driver.find_element(By.ID, element_id).text)
 
 
+def attribute(element: WebElement, name: str) -> str:
+    """The element's attribute `name`, which the test counts on it having."""
+    value = element.get_attribute(name)
+    assert value is not None, f"no {name!r} attribute"
+    return value
+
+
 def feed(driver: webdriver.Chrome) -> list[tuple[int, str, bool]]:
     """(seq, text, private) for each message shown."""
-    return [(int(item.get_attribute("data-seq")),
+    return [(int(attribute(item, "data-seq")),
              item.find_element(By.CSS_SELECTOR, ".message-text").text,
-             "private" in item.get_attribute("class").split())
+             "private" in attribute(item, "class").split())
             for item in driver.find_elements(By.CSS_SELECTOR, "#messages .message")]
 
 

@@ -121,11 +121,11 @@ async def test_live_pages_for_each_role(live_web: WebWorld) -> None:
 
             # The results table: the instructor's alone.
             for stats in (f"/rooms/{room.id}/stats", f"/roomstats/{room.id}"):
-                shown = await ada.get(stats)
-                assert shown.status_code == 200
-                assert data_attributes(shown.text)["mode"] == "stats"
-                assert 'id="lab-grid"' in shown.text and 'id="status"' in shown.text
-                assert_no_inline_script(shown.text)
+                table = await ada.get(stats)
+                assert table.status_code == 200
+                assert data_attributes(table.text)["mode"] == "stats"
+                assert 'id="lab-grid"' in table.text and 'id="status"' in table.text
+                assert_no_inline_script(table.text)
                 assert (await bob.get(stats)).status_code == 403
                 assert (await eve.get(stats)).status_code == 404
                 assert (await anonymous.get(stats)).status_code == 303

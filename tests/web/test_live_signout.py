@@ -19,6 +19,7 @@ async def closed_with(peer: Peer) -> tuple[int | None, str | None]:
         while True:
             await peer.receive()
     except ConnectionClosed as exc:
+        assert exc.reason is not None
         return exc.reason.code, exc.reason.reason
 
 

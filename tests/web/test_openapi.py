@@ -4,6 +4,7 @@ every documented route answers (no 404 from the router, no 405)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import trio
 
@@ -13,7 +14,7 @@ from web.api import Api
 from web.auth import Sessions
 
 
-def documented(document: dict) -> set[tuple[str, str]]:
+def documented(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, operations in document["paths"].items()
             for method in operations}
 
@@ -45,7 +46,7 @@ async def test_every_route_is_documented_and_every_documented_route_answers(
                 if path in ("/logout", "/password"):
                     continue  # would end the sign-in the rest of the loop uses
                 url = re.sub(r"\{\w+\}", "1", path)
-                body = {} if method in ("POST", "PATCH") else None
+                body: dict[str, object] | None = {} if method in ("POST", "PATCH") else None
                 reply = await api.request(method, url, json=body)
                 assert reply.status_code != 405, (method, path)
                 if reply.status_code == 404:

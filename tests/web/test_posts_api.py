@@ -3,6 +3,8 @@ JSON API: the same rules as the pages (classroom/rules.py), every role tried."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import trio
 
@@ -10,7 +12,8 @@ from tests.web.harness import WebWorld
 from tests.web.live_peer import api_user
 
 
-async def people(web: WebWorld) -> tuple[dict[str, httpx.AsyncClient], dict[str, int], dict]:
+async def people(web: WebWorld) -> tuple[dict[str, httpx.AsyncClient], dict[str, int],
+                                         dict[str, Any]]:
     names = ("ada", "bob", "cat", "eve")  # instructor, two students, an outsider
     tokens = {name: await api_user(web, name) for name in names}
     clients = {name: web.api(tokens[name]) for name in names}

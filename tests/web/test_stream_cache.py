@@ -14,7 +14,7 @@ from markupsafe import escape
 
 from tests.web.harness import PASSWORD, Browser, WebWorld, form_csrf, join_code
 from web import pages as page_handlers
-from web.render import SlottedPage, slot
+from web.render import SlottedPage, render, slot
 
 _CSRF_VALUES = re.compile(r'name="csrf" value="([^"]*)"')
 _TOPBAR = re.compile(r'<header class="topbar">.*?</header>', re.S)
@@ -62,11 +62,10 @@ async def test_each_visitor_gets_their_own_bits_of_the_shared_page(
 
             # Count whole-page renderings: a page that comes with none was shared.
             rendered: list[str] = []
-            real_render = page_handlers.render
 
             def counting_render(template: str, **context: Any) -> str:
                 rendered.append(template)
-                return real_render(template, **context)
+                return render(template, **context)  # page_handlers.render, unpatched
 
             monkeypatch.setattr(page_handlers, "render", counting_render)
 
