@@ -29,7 +29,7 @@ detail, to benchmarks/results/suite.json.
 
     python -m benchmarks                    # 50 and 200 clients, 10 s each; 5,000 members x 60;
                                             # 50 rooms x 20 at 20,000 deliveries/s for 10 s
-    python -m benchmarks --quick            # a few minutes: 1,000 members x 30; 10 x 20 at 4,000/s
+    python -m benchmarks --quick            # about a minute: the same paths, smaller
     python -m benchmarks --only fanout      # or rooms, http, idle
     python -m benchmarks --only http --clients 200 --seconds 20
 """
@@ -395,8 +395,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="4 s per HTTP row, 1,000 members x 30 messages, 10 rooms at "
-                        "4,000 deliveries/s for 4 s, 1,000 idle, a storm of 500 joins over 6 s")
+                        help="about a minute: 2 s per HTTP row at 200 clients, 1,000 members "
+                        "x 30 messages, 10 rooms at 4,000 deliveries/s for 2 s, 500 idle, a "
+                        "storm of 300 joins over 3 s")
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP row")
     parser.add_argument("--paths", nargs="+", choices=HTTP_PATHS, default=list(HTTP_PATHS))
@@ -440,10 +441,11 @@ def main() -> None:
     parser.add_argument("--db", help="database URL (default: a throwaway MariaDB database)")
     parser.add_argument("--mysql-server", default=http_load.MYSQL_SERVER)
     args = parser.parse_args()
-    if args.quick:
-        args.seconds, args.members, args.messages, args.idle = 4.0, 1000, 30, 1000
-        args.storm, args.storm_over = 500, 6.0
-        args.rooms, args.rate, args.live_seconds = 10, 4000.0, 4.0
+    if args.quick:  # about a minute: every path once, at the targets' 200 clients
+        args.seconds, args.clients = 2.0, [200]
+        args.members, args.messages, args.idle = 1000, 30, 500
+        args.storm, args.storm_over = 300, 3.0
+        args.rooms, args.rate, args.live_seconds = 10, 4000.0, 2.0
     suite = Suite(args)
     started = time.monotonic()
     print(f"load generator: {'wrk' if suite.wrk else 'benchmarks/loadgen.py'}; "
