@@ -10,6 +10,7 @@ past HARD_STOP seconds after the signal: a watchdog thread then ends it with sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gc
 import logging
@@ -19,8 +20,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from chat.bus import RedisBus
 
 log = logging.getLogger("classroom")
+T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 SHUTDOWN_GRACE: Final = 5.0
 HOUSEKEEPING_INTERVAL: Final = 3600.0
 ORPHAN_CHECK_INTERVAL: Final = 1.0
@@ -87,6 +90,52 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     except StorageUnavailable as exc:
         print(f"classroom: cannot open the database: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from exc
+    except BaseExceptionGroup as group:  # (the listeners start inside the nurseries)
+        cannot = _first(group, CannotListen)
+        if cannot is None:
+            raise
+        print(f"classroom: {cannot}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from cannot
+
+
+class CannotListen(Exception):
+    """A listener's address could not be bound (in use, not this host's, not allowed)."""
+
+
+def _first(group: BaseExceptionGroup[Any], kind: type[E]) -> E | None:
+    """The first exception of `kind` in `group`, however deep."""
+    for inner in group.exceptions:
+        if isinstance(inner, kind):
+            return inner
+        if isinstance(inner, BaseExceptionGroup) and (found := _first(inner, kind)):
+            return found
+    return None
+
+
+async def _listening(start: Awaitable[T], what: str, option: str, host: str, port: int) -> T:
+    """`start` (a listener's nursery.start), its bind failure told as CannotListen: a
+    second `classroom serve` on the same ports gets one line, not a nested traceback."""
+    try:
+        return await start
+    except BaseException as exc:
+        failed = exc if isinstance(exc, OSError) else (
+            _first(exc, OSError) if isinstance(exc, BaseExceptionGroup) else None)
+        if failed is None:
+            raise
+        raise cannot_listen(failed, what, option, host, port) from exc
+
+
+def cannot_listen(failed: OSError, what: str, option: str, host: str, port: int
+                  ) -> CannotListen:
+    """The operator's one line for a listener's bind (or address lookup) that failed."""
+    hint = {errno.EADDRINUSE: "another program listens there",
+            errno.EADDRNOTAVAIL: "not an address of this machine",
+            errno.EACCES: "ports below 1024 need privileges"}.get(failed.errno or 0)
+    if isinstance(failed, socket.gaierror):
+        hint = "no such host"
+    why = failed.strerror or str(failed)
+    return CannotListen(f"cannot listen on {_url_host(host)}:{port} for {what}: {why}"
+                        f"{f' ({hint})' if hint else ''}; choose with {option}")
 
 
 def _bus(config: Config) -> RedisBus | None:
@@ -150,7 +199,8 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
             max_per_address=config.chat_per_address or MAX_CONNECTIONS_PER_ADDRESS,
             max_per_user=config.chat_per_user or MAX_CONNECTIONS_PER_USER,
             bus=bus)
-        ports["chat"] = await nursery.start(chat_server.serve, host, port)
+        ports["chat"] = await _listening(nursery.start(chat_server.serve, host, port),
+                                         "the chat", "--chat HOST:PORT", host, port)
         chat_url = chat_url or f"ws://{_url_host(host)}:{ports['chat']}/ws"
         stoppers.append(chat_server.begin_shutdown)
         print(f"classroom: chat on {chat_url}", flush=True)
@@ -164,8 +214,9 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         if config.http_per_address is not None:
             limits = attrs.evolve(limits, max_connections_per_address=config.http_per_address)
         http_server = HTTPServer(site.handler, error_page=site.error_page, limits=limits)
-        ports["http"] = await nursery.start(
-            functools.partial(http_server.serve, host, port, reuse_port=config.reuse_port))
+        ports["http"] = await _listening(nursery.start(
+            functools.partial(http_server.serve, host, port, reuse_port=config.reuse_port)),
+            "HTTP", "--http HOST:PORT", host, port)
         stoppers.append(http_server.begin_shutdown)
         print(f"classroom: HTTP on http://{_url_host(host)}:{ports['http']}/", flush=True)
     if config.metrics is not None:
@@ -174,8 +225,9 @@ async def _start_listeners(config: Config, services: Services, nursery: trio.Nur
         host, port = config.metrics
         metrics_server = HTTPServer(_operator_handler(services))
         # Under `--workers` every worker shares the port: a scrape sees one worker.
-        ports["metrics"] = await nursery.start(functools.partial(
-            metrics_server.serve, host, port, reuse_port=config.reuse_port))
+        ports["metrics"] = await _listening(nursery.start(functools.partial(
+            metrics_server.serve, host, port, reuse_port=config.reuse_port)),
+            "metrics", "--metrics HOST:PORT", host, port)
         stoppers.append(metrics_server.begin_shutdown)
         print(f"classroom: metrics on http://{_url_host(host)}:{ports['metrics']}/metrics",
               flush=True)

@@ -31,7 +31,7 @@ from typing import Final
 import trio
 
 from .config import Config
-from .startup import SHUTDOWN_GRACE, init_db
+from .startup import SHUTDOWN_GRACE, cannot_listen, init_db
 
 log = logging.getLogger("classroom.workers")
 
@@ -88,11 +88,22 @@ async def supervise(config: Config, argv: Sequence[str], workers: int) -> int:
     except Exception as exc:  # the message is all an operator needs
         print(f"classroom: cannot open the database: {exc}", file=sys.stderr, flush=True)
         return 2
-    http_socket = _reserve(*config.http, shared=True)
+    try:
+        http_socket = _reserve(*config.http, shared=True)
+    except OSError as exc:
+        print(f"classroom: {cannot_listen(exc, 'HTTP', '--http HOST:PORT', *config.http)}",
+              file=sys.stderr, flush=True)
+        return 2
     chat_port = None
     if config.chat is not None:
         # Worker 0 alone listens there; learn a free port now so a restart keeps it.
-        probe = _reserve(*config.chat, shared=False)
+        try:
+            probe = _reserve(*config.chat, shared=False)
+        except OSError as exc:
+            http_socket.close()
+            failure = cannot_listen(exc, "the chat", "--chat HOST:PORT", *config.chat)
+            print(f"classroom: {failure}", file=sys.stderr, flush=True)
+            return 2
         chat_port = probe.getsockname()[1]
         probe.close()
     commands = worker_commands(config, argv, workers, http_socket.getsockname()[1], chat_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,29 @@ async def test_bad_arguments_are_refused_with_a_message(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr, (args, done.stderr)
         assert b"Traceback" not in done.stderr
+
+
+async def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    """A second `classroom serve` on the same ports (an easy mistake) is told which address
+    and which option, not shown a nested traceback; so is `--workers`."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    try:
+        for args, option in (
+                (["--http", f"127.0.0.1:{port}", "--chat", "127.0.0.1:0"], b"--http"),
+                (["--http", "127.0.0.1:0", "--chat", f"127.0.0.1:{port}"], b"--chat"),
+                (["--no-http", "--chat", "127.0.0.1:0", "--metrics", f"127.0.0.1:{port}"],
+                 b"--metrics"),
+                (["--workers", "2", "--http", f"127.0.0.1:{port}", "--chat", "127.0.0.1:0"],
+                 b"--http")):
+            done = await classroom("serve", "--db", db, *args)
+            assert done.returncode == 2, (args, done.stderr)
+            assert f"cannot listen on 127.0.0.1:{port}".encode() in done.stderr, done.stderr
+            assert b"another program listens there" in done.stderr
+            assert option + b" HOST:PORT" in done.stderr
+            assert b"Traceback" not in done.stderr, done.stderr
+    finally:
+        taken.close()
