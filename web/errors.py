@@ -46,9 +46,9 @@ _CODES: Final = {
     500: "internal_error",
     503: "unavailable",
 }
-# What a page says for an error nobody gave a better message for.
+# What a page adds to an error's message. None for 403: a refusal's message says why (a
+# role, an expired form, a removal), and a hint about instructors was wrong for the others.
 _HINTS: Final = {
-    403: "This part of the class is for the instructor.",
     404: "There is nothing here. The link may be mistyped, or the class is not one of yours.",
     500: "Something went wrong on our side. Please try again.",
     503: "The service is busy or its database is unreachable. Please try again shortly.",
