@@ -96,11 +96,21 @@ class Classes:
     @translate_storage_errors
     async def join(self, student: User, code: str) -> tuple[Classroom, Role]:
         """Join by code as a student; joining a class one is already in changes nothing and
-        returns the existing role. NotFound for a code that matches no class."""
+        returns the existing role. NotFound for a code that matches no class, Conflict for
+        the code of a class whose joining is off or that is archived."""
         classroom = await self._storage.get_classroom_by_code(limits.join_code(code))
-        if classroom is None or not classroom.join_open or classroom.archived:
-            # A code turned off reads like a wrong one: it says nothing about the class.
+        if classroom is None:
             raise NotFound("no class has that code; check it with your instructor")
+        if not classroom.join_open or classroom.archived:
+            # The code is right (so the student has it from the instructor): say why it does
+            # not work, not that it is wrong. Nothing else of the class is told.
+            role = await self.role_of(student, classroom.id)
+            if role is not None:
+                return classroom, role  # a member already: nothing to join
+            raise Conflict("that class is archived and takes no new students"
+                           if classroom.archived else
+                           "that class is not taking new students right now; ask your "
+                           "instructor to turn joining on")
         if not await self._storage.add_member(classroom.id, student.id, Role.STUDENT,
                                               self._now()):
             role = await self.role_of(student, classroom.id)

@@ -187,6 +187,40 @@ async def test_class_join_and_post_errors_store_nothing(web: WebWorld) -> None:
             assert await web.storage.list_posts(classroom) == []
 
 
+async def test_an_archived_class_shows_no_code_and_says_why_a_post_or_a_join_fails(
+        web: WebWorld) -> None:
+    """Archived: the class page shows no join code nor its buttons; the code's holder is
+    told the class takes no new students (not that the code is wrong); a post sent from a
+    page opened before says it was not posted and gives the text back."""
+    with trio.fail_after(30):
+        async with web.browser() as ada, web.browser() as bob, web.browser() as cat:
+            classroom = await _teaching(web, ada)
+            page = f"/classrooms/{classroom}"
+            stale = await ada.get(page)
+            code = join_code(stale.text)
+            await bob.sign_up("bob")
+            await bob.join(code)
+            archived = await ada.submit(page, f"{page}/archive", {"archived": "1"})
+            assert archived.status_code == 303
+            now = (await ada.get(page)).text
+            assert code not in now and "New code" not in now and "Turn joining" not in now
+            assert "nobody can join" in now
+
+            await cat.sign_up("cat")
+            refused = await cat.join(code)
+            assert refused.status_code == 409
+            assert "archived and takes no new students" in refused.text
+            assert "No class has that code" not in refused.text
+            assert (await bob.join(code)).status_code == 303  # a member: simply in
+
+            lost = await ada.post(page, {"csrf": form_csrf(stale.text), "title": "Quiz",
+                                         "body": "Friday, room 4", "tags": ""})
+            assert lost.status_code == 409
+            assert 'role="alert"' in lost.text and "archived" in lost.text
+            assert "Not posted" in lost.text and "Friday, room 4" in lost.text
+            assert await web.storage.list_posts(classroom) == []
+
+
 async def test_signed_out_visitors_go_to_login_and_come_back(web: WebWorld) -> None:
     with trio.fail_after(30):
         async with web.browser() as browser:

@@ -119,8 +119,12 @@ async def test_class_management(web: WebWorld) -> None:
             # Turn joining off, then on again.
             off = await ada.post(f"/classrooms/{cid}/join-code", json={"open": False})
             assert off.json()["classroom"]["join_open"] is False
-            assert (await eve.post("/classrooms/join", json={"code": new_code})
-                    ).status_code == 404
+            closed = await eve.post("/classrooms/join", json={"code": new_code})
+            assert closed.status_code == 409
+            assert "not taking new students" in closed.json()["error"]["message"]
+            # (a member entering the code again is simply in the class)
+            assert (await bob.post("/classrooms/join", json={"code": new_code})
+                    ).status_code == 200
             await ada.post(f"/classrooms/{cid}/join-code", json={"open": True})
             assert (await eve.post("/classrooms/join", json={"code": new_code})
                     ).status_code == 200
@@ -137,6 +141,9 @@ async def test_class_management(web: WebWorld) -> None:
             assert refused.status_code == 409
             assert (await ada.post(f"/classrooms/{cid}/sessions", json={})).status_code == 409
             assert (await bob.get(f"/classrooms/{cid}/posts")).status_code == 200
+            closed = await eve.post("/classrooms/join", json={"code": new_code})
+            assert closed.status_code == 409
+            assert "archived" in closed.json()["error"]["message"]
             await ada.post(f"/classrooms/{cid}/archive", json={"archived": False})
             assert (await ada.post(f"/classrooms/{cid}/posts", json={"title": "x"})
                     ).status_code == 201
