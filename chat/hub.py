@@ -289,14 +289,18 @@ class RoomHub:
         for user_id, name in users.items():
             self._tell(live, user_id, name)
 
-    async def remove(self, live: LiveRoom, user_id: int) -> None:
-        """The instructor removed the student (here or on another server): their
-        connections leave the room, and any event of theirs in it is refused."""
-        live.banned.add(user_id)
+    async def remove(self, live: LiveRoom, user_id: int, *, ban: bool = True,
+                     message: str = "the instructor removed you from this room") -> None:
+        """The instructor removed the student from the room (here or on another server):
+        their connections leave it, and (`ban`) any event of theirs in it is refused. Not
+        banned: they are no longer in the class (chat/membership.py); joining again asks
+        the class."""
+        if ban:
+            live.banned.add(user_id)
         for client in list(live.by_user.get(user_id, ())):
             await self.detach(live.id, client)
             client.send("room/kill", {"room_id": live.id, "user_id": user_id,
-                                      "message": "the instructor removed you from this room"})
+                                      "message": message})
 
     # -- publishing and ending ------------------------------------------------------------
 

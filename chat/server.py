@@ -40,6 +40,7 @@ from .client import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Client
 from .flood import FloodGuard
 from .handlers import Dispatcher
 from .hub import LISTED_ONLINE, RoomHub
+from .membership import MembershipWatch
 from .outbox import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, Outbox, OutboxStream, Overflow
 from .presence import PRESENCE_INTERVAL
 from .relay import SYNC_INTERVAL
@@ -133,6 +134,8 @@ class ChatServer:
         self._hub = RoomHub(services, server_name or "chat",
                             presence_interval=presence_interval, listed_online=listed_online)
         self._dispatcher = Dispatcher(services, self._hub)
+        # Takes students out of a class's rooms once they are no longer in the class.
+        self._membership = MembershipWatch(services, self._hub)
         if bus is not None:
             # Start-up runs the bus (app servers in the process publish on it too).
             bus.listener = self._hub.crossing
@@ -190,6 +193,7 @@ class ChatServer:
                 interval=self._relay_interval))
             connections.start_soon(self._hub.watch.follow)
             connections.start_soon(self._session_watch.run)
+            connections.start_soon(self._membership.run)
             connections.start_soon(self._keepalive)
             task_status.started(bound)
             await self._shutdown.wait()

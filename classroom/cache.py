@@ -80,6 +80,7 @@ class Cache:
         self._seen: set[int] = set()
         self._history: deque[tuple[float, int]] = deque()
         self._sessions_dropped: list[Callable[[], None]] = []
+        self._class_dropped: list[Callable[[int | None], None]] = []
         storage.add_change_listener(self.drop)
 
     # -- reading and filling -------------------------------------------------------------
@@ -113,6 +114,11 @@ class Cache:
         sessions = self._sessions
         return [token_hash for token_hash in token_hashes
                 if (entry := sessions.get(token_hash)) is None or entry[1] <= now]
+
+    def on_class_dropped(self, listener: Callable[[int | None], None]) -> None:
+        """Call `listener(classroom_id)` whenever what is kept of a class is forgotten
+        because it (may) have changed, `listener(None)` when everything is."""
+        self._class_dropped.append(listener)
 
     def on_sessions_dropped(self, listener: Callable[[], None]) -> None:
         """Call `listener()` whenever kept sessions are forgotten because they (may) have
@@ -190,6 +196,8 @@ class Cache:
         elif scope == CHANGE_CLASSROOM:
             self._classes.pop(key_id, None)
             self._roles.pop(key_id, None)
+            for listener in self._class_dropped:
+                listener(key_id)
         else:
             self._clear()
 
@@ -210,6 +218,8 @@ class Cache:
         self._roles.clear()
         if had_sessions:
             self._tell_sessions_dropped()
+        for listener in self._class_dropped:
+            listener(None)
 
     def _tell_sessions_dropped(self) -> None:
         for listener in self._sessions_dropped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Final
 
 from storage import Classroom, DuplicateKey, Member, Membership, Storage, User
@@ -27,6 +28,16 @@ class Classes:
         self._storage = storage
         self._cache = cache
         self._now = clock
+
+    def on_members_may_have_changed(self, listener: Callable[[int | None], None]) -> None:
+        """Call `listener(classroom_id)` when the class may have lost (or gained) members,
+        in this process or another (within the cache's STALE_AFTER); None: any class."""
+        self._cache.on_class_dropped(listener)
+
+    @translate_storage_errors
+    async def member_ids(self, classroom_id: int) -> set[int]:
+        """Every member's user id (the instructor's included), from the database."""
+        return await self._storage.member_ids(classroom_id)
 
     @translate_storage_errors
     async def role_of(self, user: User, classroom_id: int) -> Role | None:

@@ -515,6 +515,12 @@ class Storage:
         return [Membership(classroom=_classroom(r), role=r[width], joined_at=r[width + 1])
                 for r in rows]
 
+    async def member_ids(self, classroom_id: int) -> set[int]:
+        """Every member's user id, the instructor's included."""
+        rows = await self.db.fetch_all(
+            "SELECT user_id FROM memberships WHERE classroom_id = %s", (classroom_id,))
+        return {int(row[0]) for row in rows}
+
     async def list_members(self, classroom_id: int) -> list[Member]:
         """Instructor first, then students in the order they joined."""
         rows = await self.db.fetch_all(

@@ -325,9 +325,13 @@
             return;
           case "room/kill":
             if (data.room_id === roomId) {
-              showBanner("The instructor removed you from this room.");
+              // The server says why: removed from the room, or no longer in the class.
+              const why = typeof data.message === "string" && data.message
+                ? data.message.charAt(0).toUpperCase() + data.message.slice(1) + "."
+                : "The instructor removed you from this room.";
+              showBanner(why);
               stop("removed");
-              lock("You were removed from this room.");
+              lock(why);
             }
             return;
           case "error":
