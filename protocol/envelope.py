@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import attrs
 
+from .surrogates import has_lone_surrogate
+
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_EVENT_NAME: Final = 64
 # JavaScript's safe integer range: a ref must survive a round trip through a browser.
@@ -80,6 +82,9 @@ def parse_envelope(frame: str | bytes) -> Envelope:
         raise EnvelopeError("too_large", _TOO_LARGE, ref)
     if raw_ref is not None and ref is None:
         raise EnvelopeError("bad_frame", f"ref must be an integer from 0 to {MAX_REF}")
+    if has_lone_surrogate(frame, obj):
+        raise EnvelopeError("bad_frame", "a lone surrogate escape (\\udXXX) is not Unicode",
+                            ref)
     event = obj.get("event")
     if not isinstance(event, str) or not event:
         raise EnvelopeError("bad_frame", "event (a string) is required", ref)

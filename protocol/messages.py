@@ -17,6 +17,7 @@ import attrs
 
 from .cookies import format_set_cookie, is_token, parse_cookie_header
 from .errors import HTTPError
+from .surrogates import has_lone_surrogate
 from .urls import parse_form, parse_target
 
 __all__ = ["Handler", "Request", "Response"]
@@ -129,9 +130,13 @@ class Request:
         if _media_type(self.header("content-type")) != "application/json":
             raise HTTPError(415, "expected an application/json body")
         try:
-            return jsonlib.loads(self.body.decode("utf-8"), parse_constant=_refuse_constant)
+            text = self.body.decode("utf-8")
+            value = jsonlib.loads(text, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise HTTPError(400, "body is not valid JSON") from None
+        if has_lone_surrogate(text, value):
+            raise HTTPError(400, "body holds a lone surrogate escape (\\udXXX): not Unicode")
+        return value
 
 
 def _refuse_constant(name: str) -> Any:

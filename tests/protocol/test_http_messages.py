@@ -69,6 +69,8 @@ def test_form_bad_body_is_400() -> None:
 
 def test_json() -> None:
     assert make(JSON, '{"a": [1, "é"]}'.encode()).json() == {"a": [1, "é"]}
+    # A surrogate pair escaped is one character, not a lone surrogate.
+    assert make(JSON, b'{"a": "\\ud83d\\ude00"}').json() == {"a": "\U0001f600"}
 
 
 def test_json_wrong_content_type_is_415() -> None:
@@ -77,7 +79,10 @@ def test_json_wrong_content_type_is_415() -> None:
     assert info.value.status == 415
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"\xff", b"NaN", b'{"a": Infinity}', b"[" * 100_000])
+@pytest.mark.parametrize("body", [b"", b"{", b"\xff", b"NaN", b'{"a": Infinity}', b"[" * 100_000,
+                                  # Lone surrogates: no UTF-8 encoder takes them (a 500 later).
+                                  b'{"username": "\\udc80"}', b'{"\\uD800": 1}',
+                                  b'[["x", "\\udfff"]]', b'"\\ude00\\ud83d"'])
 def test_json_bad_body_is_400(body: bytes) -> None:
     with pytest.raises(HTTPError) as info:
         make(JSON, body).json()

@@ -150,3 +150,20 @@ async def test_class_management(web: WebWorld) -> None:
         finally:
             for client in clients.values():
                 await client.aclose()
+
+
+async def test_a_lone_surrogate_in_a_json_body_is_a_400_not_a_500(web: WebWorld) -> None:
+    """JSON may spell a lone surrogate that no UTF-8 encoder takes (argon2 and the database
+    driver failed on it: a 500 for anyone, signed in or not)."""
+    with trio.fail_after(30):
+        token = await api_user(web, "ada")
+        async with web.api() as anyone, web.api(token) as ada:
+            for client, path, body in (
+                    (anyone, "/login", b'{"username": "\\udc80", "password": "x"}'),
+                    (anyone, "/signup", b'{"username": "zed", "display_name": "Z",'
+                                        b' "password": "\\ud800aaaaaaaaaaaa"}'),
+                    (ada, "/classrooms/join", b'{"code": "\\udfff"}')):
+                answer = await client.post(path, content=body,
+                                           headers={"Content-Type": "application/json"})
+                assert answer.status_code == 400, (path, answer.status_code, answer.text)
+                assert "surrogate" in answer.json()["error"]["message"]
