@@ -32,7 +32,7 @@ from classroom.rules import Role
 from protocol import parse_cookie_header
 from protocol.accept import accept
 from protocol.addresses import ConnectionCounts, address_key
-from protocol.envelope import EnvelopeError, parse_envelope
+from protocol.envelope import MAX_FRAME_BYTES, EnvelopeError, parse_envelope
 
 from . import metrics
 from .bus import RedisBus
@@ -51,9 +51,12 @@ access = logging.getLogger("chat.access")
 log = logging.getLogger("chat.server")
 
 WS_PATH: Final = "/ws"
-# trio-websocket closes with 1009 past this; frames between MAX_FRAME_BYTES (1 MiB) and this
-# get an `error` event instead, so an oversized message does not cost the connection.
-HARD_MESSAGE_LIMIT: Final = 4 * 1024 * 1024
+# trio-websocket closes with 1009 past this; frames a little over MAX_FRAME_BYTES (1 MiB)
+# get an `error` event instead, so a message just too long does not cost the connection.
+# Not more: the library holds a message's fragments until its last one, so this is what one
+# connection may make the server hold (4 MiB was 1 GiB from one address's 256 connections),
+# and an over-long frame is parsed on the event loop to find its ref (100 ms at 4 MiB).
+HARD_MESSAGE_LIMIT: Final = MAX_FRAME_BYTES + 64 * 1024
 HANDSHAKE_TIMEOUT: Final = 10.0
 PING_INTERVAL: Final = 20.0
 PING_TIMEOUT: Final = 15.0
