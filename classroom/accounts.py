@@ -34,8 +34,11 @@ SESSION_LIFETIME: Final = timedelta(days=14)
 # The cookie a browser carries its session token in, to the web pages and the chat server.
 SESSION_COOKIE: Final = "classroom_session"
 FAILURE_WINDOW: Final = timedelta(minutes=15)
-# Failures allowed in the window, per account and per client address, before refusing.
+# Failures allowed in the window before refusing: per account from one client address (so a
+# stranger guessing locks out only their own address, never the owner's), per account from
+# all addresses (many machines guessing one password), and per address over all accounts.
 MAX_FAILURES_PER_ACCOUNT: Final = 5
+MAX_FAILURES_PER_ACCOUNT_ANYWHERE: Final = 100
 MAX_FAILURES_PER_ADDRESS: Final = 30
 # Sign-ups from one client address in the same window (kept with the login failures): a class
 # signing up behind one school NAT fits, a script making accounts in bulk does not.
@@ -178,12 +181,13 @@ class Accounts:
     @translate_storage_errors
     async def log_in(self, username: str, password: str, *, address: str) -> SignedIn:
         """Unauthenticated(LOGIN_FAILED) for an unknown user or a wrong password alike;
-        Throttled after too many recent failures for the account or the address."""
+        Throttled after too many recent failures for the account from this `address` (an
+        address_key), for the account from anywhere, or from this address."""
         name = username.strip().lower()[: limits.USERNAME_MAX + 1]
-        keys = (f"user:{name}", f"addr:{address}")
+        keys = (f"user:{name}@{address}", f"user:{name}", f"addr:{address}")
         since = self._now() - FAILURE_WINDOW
-        for key, most in zip(keys, (MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS),
-                             strict=True):
+        for key, most in zip(keys, (MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ACCOUNT_ANYWHERE,
+                                    MAX_FAILURES_PER_ADDRESS), strict=True):
             if await self._storage.count_login_failures(key, since) >= most:
                 minutes = int(FAILURE_WINDOW.total_seconds() // 60)
                 raise Throttled(f"too many failed logins; try again in {minutes} minutes",
@@ -195,6 +199,7 @@ class Accounts:
             await self._storage.record_login_failure(keys, self._now())
             raise Unauthenticated(LOGIN_FAILED)
         await self._storage.clear_login_failures(keys[0])
+        await self._storage.clear_login_failures(keys[1])
         return await self._start_session(found[0])
 
     async def _start_session(self, user: User) -> SignedIn:
@@ -233,7 +238,8 @@ class Accounts:
         """Set a new password; every other sign-in of the user ends (their live connections
         too), the one of `token` stays. Invalid for a wrong current password (counted
         and throttled like a failed login), Invalid for an unacceptable new one."""
-        keys = (f"user:{user.username}",)
+        # Apart from the login failures: only someone signed in as the user makes these.
+        keys = (f"password:{user.username}",)
         since = self._now() - FAILURE_WINDOW
         if await self._storage.count_login_failures(keys[0], since) >= MAX_FAILURES_PER_ACCOUNT:
             raise Throttled("too many wrong passwords; try again later",

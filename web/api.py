@@ -177,7 +177,7 @@ class Api:
         client = call.request.client
         signed_in = await self._services.accounts.log_in(
             json_text(data, "username"), json_text(data, "password"),
-            address=client[0] if client else "unknown")
+            address=address_key(client[0]) if client else "unknown")
         body = {"user": serialize.user(signed_in.user), "token": signed_in.token}
         return self._sessions.signed_in(json_response(body), signed_in.token)
 

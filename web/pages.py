@@ -243,7 +243,7 @@ class Pages(PageGroup):
         try:
             signed_in = await self._services.accounts.log_in(
                 visit.field("username"), visit.field("password"),
-                address=client[0] if client else "unknown")
+                address=address_key(client[0]) if client else "unknown")
         except FORM_ERRORS as error:
             values = {"username": visit.field("username")}
             return self._form_error(visit, "login.html", error, values=values, next=next_path)

@@ -6,7 +6,12 @@ import markupsafe
 import pytest
 import trio
 
-from classroom.accounts import LOGIN_FAILED, MAX_FAILURES_PER_ACCOUNT
+from classroom.accounts import (
+    LOGIN_FAILED,
+    MAX_FAILURES_PER_ACCOUNT,
+    MAX_FAILURES_PER_ACCOUNT_ANYWHERE,
+)
+from classroom.errors import Throttled, Unauthenticated
 from tests.web.harness import PASSWORD, WebWorld, form_csrf, join_code, running_site
 from web.render import sentence
 
@@ -123,6 +128,31 @@ async def test_login_failures_look_alike_then_throttle(web: WebWorld) -> None:
             assert unknown_api.status_code == 401
             assert unknown_api.json()["error"] == {"code": "unauthenticated",
                                                    "message": LOGIN_FAILED}
+
+
+async def test_a_stranger_guessing_locks_out_only_their_own_address(web: WebWorld) -> None:
+    """Failed logins lock the account for the address they come from; the owner, elsewhere,
+    signs in. Only very many failures from many addresses lock it for everyone."""
+    with trio.fail_after(30):
+        async with web.browser() as owner:
+            await owner.sign_up("ada")
+        accounts = web.services.accounts
+        for _ in range(MAX_FAILURES_PER_ACCOUNT):
+            with pytest.raises(Unauthenticated):
+                await accounts.log_in("ada", "guess-guess", address="203.0.113.9")
+        with pytest.raises(Throttled):
+            await accounts.log_in("ada", PASSWORD, address="203.0.113.9")
+        signed_in = await accounts.log_in("ada", PASSWORD, address="198.51.100.7")
+        assert signed_in.user.username == "ada"
+        # The owner's password change is not the stranger's to block either.
+        await accounts.change_password(signed_in.user, signed_in.token, PASSWORD,
+                                       "another-password-1")
+        # Many machines: the account's own bound, whatever each address did.
+        for n in range(MAX_FAILURES_PER_ACCOUNT_ANYWHERE):
+            with pytest.raises((Unauthenticated, Throttled)):
+                await accounts.log_in("ada", "guess-guess", address=f"10.0.{n // 4}.{n % 4}")
+        with pytest.raises(Throttled):
+            await accounts.log_in("ada", "another-password-1", address="192.0.2.1")
 
 
 async def test_logout_kills_the_session_everywhere(web: WebWorld) -> None:
