@@ -26,6 +26,11 @@ Data = Mapping[str, Any]
 Handler = Callable[[Client, Envelope], Awaitable[None]]
 
 REMOVED: Final = "the instructor removed you from this room"
+# Markdown rendering and lesson imports run in threads, two at most at once, on a limiter of
+# their own: on trio's default one they queued the SQLite storage's statements behind them
+# (a 200 KB preview is about a second of CPU, anyone may make a class to send them), and
+# more threads would only take more of the GIL from the event loop.
+HEAVY_WORK: Final = trio.CapacityLimiter(2)
 # Events a client must have joined the room for (all but the ones that create or join).
 _JOIN_EVENTS: Final = {"room/join": None, "room/rejoin": Role.STUDENT,
                        "room/rehost": Role.INSTRUCTOR}
@@ -157,7 +162,8 @@ class Dispatcher:
         nothing is stored or sent to anyone else."""
         live, access = self._joined(client, envelope.data)
         check(access.role, Action.RUN_ROOM)
-        cleaned = await trio.to_thread.run_sync(SPECS["steps/import"].clean, envelope.data)
+        cleaned = await trio.to_thread.run_sync(SPECS["steps/import"].clean, envelope.data,
+                                                limiter=HEAVY_WORK)
         steps = cleaned["steps"]
         client.send("steps/preview", {"room_id": live.id, "steps": steps}, ref=envelope.ref)
 
@@ -189,7 +195,7 @@ class Dispatcher:
             await self._hub.detach(live.id, client)
             raise NotFound("you are no longer a member of this class")
         if spec.heavy:
-            data = await trio.to_thread.run_sync(spec.clean, envelope.data)
+            data = await trio.to_thread.run_sync(spec.clean, envelope.data, limiter=HEAVY_WORK)
         else:
             data = spec.clean(envelope.data)
         recipient: int | None = None

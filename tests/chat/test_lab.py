@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from chat.handlers import HEAVY_WORK
 from tests.chat.harness import chat_world
 
 STEPS = [{"name": f"Step {i}", "content": f"Do **{i}**", "type": "theory"} for i in range(3)]
@@ -169,6 +170,31 @@ async def test_alerts_reach_the_person_who_should_notice(db_url: str) -> None:
                 assert [f["data"]["message"] for f in b.seen("alerts")] == [
                     "Code sharing started: the instructor sees your files"]
                 assert [f["data"]["message"] for f in t.seen("alerts")] == ["Ann needs help"]
+
+
+async def test_previews_wait_for_their_own_threads_not_the_storage(db_url: str) -> None:
+    """Markdown work queues on a limiter of its own: with every one of its threads taken
+    (slow previews), a preview waits, and the room's stores (SQLite's statements run in
+    threads too) go on meanwhile."""
+    with trio.fail_after(20):
+        async with chat_world(db_url) as world:
+            lesson = await world.live_class("teacher", "ann")
+            rid = lesson.room.id
+            async with world.joined(rid, *lesson.people) as (t, a):
+                held = [object() for _ in range(int(HEAVY_WORK.total_tokens))]
+                for borrower in held:
+                    await HEAVY_WORK.acquire_on_behalf_of(borrower)
+                try:
+                    ref = await t.send("steps/preview", {"room_id": rid, "markdown": "# A\nx"})
+                    await a.say(rid, "stored meanwhile")
+                    with trio.move_on_after(0.5) as waited:
+                        await t.answer(ref)
+                    assert waited.cancelled_caught, "answered without a thread of its own"
+                finally:
+                    for borrower in held:
+                        HEAVY_WORK.release_on_behalf_of(borrower)
+                preview = await t.answer(ref)
+                assert preview["event"] == "steps/preview", preview
 
 
 async def test_steps_preview_splits_an_upload_and_stores_nothing(db_url: str) -> None:
