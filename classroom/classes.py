@@ -196,6 +196,10 @@ class Classes:
         if archived == classroom.archived:
             raise Conflict("the class is archived already" if archived
                            else "the class is not archived")
+        if archived and await self._storage.has_open_rooms(classroom_id):
+            # Its live rooms would go on taking events in a class that is read-only.
+            raise Conflict("end the live session and the open discussions first: an "
+                           "archived class is read-only")
         await self._storage.set_archived(classroom_id, self._now() if archived else None)
         return await self._reloaded(classroom_id)
 

@@ -747,6 +747,13 @@ class Storage:
         rows = await self.db.fetch_all(sql + " ORDER BY id DESC", params)
         return [_room(r) for r in rows]
 
+    async def has_open_rooms(self, classroom_id: int) -> bool:
+        """Whether any room of the class (a live session, a discussion) is still open."""
+        row = await self.db.fetch_one(
+            "SELECT 1 FROM rooms WHERE classroom_id = %s AND ended_at IS NULL LIMIT 1",
+            (classroom_id,))
+        return row is not None
+
     async def list_open_rooms(self, classroom_ids: Sequence[int], kind: str) -> list[Room]:
         """The open rooms of `kind` in any of the classes, newest first."""
         if not classroom_ids:

@@ -134,6 +134,12 @@ async def test_class_management(web: WebWorld) -> None:
             assert (await eve.post(f"/classrooms/{cid}/leave", json={})).status_code == 204
             assert (await eve.get(f"/classrooms/{cid}")).status_code == 404
             assert (await ada.post(f"/classrooms/{cid}/leave", json={})).status_code == 403
+            # Archive: not while a session runs (its room would go on taking events).
+            session = (await ada.post(f"/classrooms/{cid}/sessions", json={})).json()
+            busy = await ada.post(f"/classrooms/{cid}/archive", json={"archived": True})
+            assert busy.status_code == 409 and "end the live session" in busy.text
+            ended = await ada.post(f"/sessions/{session['room']['id']}/end", json={})
+            assert ended.status_code == 200, ended.text
             # Archive: read-only until restored.
             archived = await ada.post(f"/classrooms/{cid}/archive", json={"archived": True})
             assert archived.json()["classroom"]["archived"] is True
