@@ -102,6 +102,12 @@ def topic(value: str) -> str:
     return _clean_line(value, "topic", TOPIC_MAX, required=False)
 
 
+def file_name(value: str, maximum: int) -> str:
+    """A shared file's path as the instructor reads it: no control, bidi or zero-width
+    characters (a name can otherwise pass for another, or break the line it is shown on)."""
+    return _check_text(value, "filename", maximum, required=True, multiline=False)
+
+
 def message_text(value: object) -> str:
     if not isinstance(value, str):
         raise Invalid("text must be a string")

@@ -183,7 +183,7 @@ def _files(data: Data) -> dict[str, Any]:
     for item in files:
         if not isinstance(item, dict):
             raise Invalid("each file must be an object {filename, status, content}")
-        name = _text(item, "filename", MAX_FILENAME)
+        name = limits.file_name(_text(item, "filename", MAX_FILENAME), MAX_FILENAME)
         parts = name.replace("\\", "/").split("/")
         if name.startswith("/") or ".." in parts or "\x00" in name:
             raise Invalid(f"bad filename {name[:60]!r}: relative paths only")

@@ -18,6 +18,7 @@ import fnmatch
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -50,6 +51,9 @@ from .session import Backoff, _frame
 MAX_FILES: Final = 50
 MAX_BYTES: Final = 512 * 1024
 MAX_NAME: Final = 255
+# Unicode categories a file name may not use: controls, format (bidi, zero width) and the
+# rest that shows as nothing.
+_INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 # Never shared, whatever the room says: tools' own folders.
 ALWAYS_SKIPPED: Final = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules",
                                    ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
@@ -90,6 +94,14 @@ class Scan:
     skipped: tuple[tuple[str, str], ...]  # (relative path, why)
 
 
+def _readable_name(name: str) -> bool:
+    """No control, bidi or zero-width character: the server refuses a share naming one
+    (the protocol's rule; a name could otherwise pass for another on the instructor's
+    screen)."""
+    return not any(unicodedata.category(char) in _INVISIBLE and char != "\u200d"
+                   for char in name)
+
+
 def scan(root: Path, rules: IgnoreRules) -> Scan:
     """DIR's files as they may be shared: ignored ones left out, then the limits applied in
     name order (so the same files stay in when one more is added)."""
@@ -116,6 +128,8 @@ def scan(root: Path, rules: IgnoreRules) -> Scan:
                 skipped.append((relative, "not a regular file"))
             elif len(relative) > MAX_NAME:
                 skipped.append((relative, f"name longer than {MAX_NAME} characters"))
+            elif not _readable_name(relative):
+                skipped.append((ascii(relative), "control or invisible characters in its name"))
             else:
                 candidates.append((relative, path))
     files: dict[str, str] = {}

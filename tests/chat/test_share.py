@@ -53,6 +53,15 @@ def test_scan_applies_the_room_rules_and_the_share_limits(tmp_path: Path) -> Non
     assert ".git/config" not in why and ".git/" not in why
 
 
+def test_scan_skips_names_the_server_would_refuse(tmp_path: Path) -> None:
+    """A control or bidi character in one file's name must not cost the whole share."""
+    write(tmp_path, {"ok.py": "x", "evil\u202eyp.exe": "y", "tab\tname.py": "z"})
+    found = scan(tmp_path, IgnoreRules())
+    assert found.files == {"ok.py": "x"}
+    assert sorted(why for _, why in found.skipped) == [
+        "control or invisible characters in its name"] * 2
+
+
 def test_scan_keeps_to_the_file_count_and_total_size(tmp_path: Path) -> None:
     write(tmp_path, {f"f{i:03}.txt": "x" for i in range(MAX_FILES + 3)})
     found = scan(tmp_path, IgnoreRules())

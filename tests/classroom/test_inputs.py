@@ -96,9 +96,14 @@ def test_shared_files_are_checked_and_bounded() -> None:
     clean = SPECS["sharing/code_send"].clean
     ok = clean({"files": [{"filename": "src/a.py", "status": "NEW", "content": "x = 1"}]})
     assert ok == {"files": [{"filename": "src/a.py", "status": "new", "content": "x = 1"}]}
-    for bad in ("../etc/passwd", "/abs.py", "a\x00b"):
+    # Control, bidi and zero-width characters: a name that passes for another, or breaks
+    # the instructor's line ("a\u202eyp.exe" shows as "aexe.py").
+    for bad in ("../etc/passwd", "/abs.py", "a\x00b", "a\nb<script>", "a\u202eyp.exe",
+                "zero\u200bwidth.py", "tab\there.py"):
         with pytest.raises(Invalid):
             clean({"files": [{"filename": bad, "content": ""}]})
+    assert clean({"files": [{"filename": "notes/日本語 é.md", "content": ""}]})["files"][0][
+        "filename"] == "notes/日本語 é.md"
     with pytest.raises(TooLarge):
         clean({"files": [{"filename": f"f{i}", "content": ""} for i in range(51)]})
     with pytest.raises(TooLarge):
