@@ -107,6 +107,15 @@ class PageGroup:
         for method, pattern, handler, public in self.routes():
             router.add(method, pattern, self._serve(handler, public=public))
 
+    def not_found(self) -> Handler:
+        """The page for an address no route knows, with the signed-in visitor's menu (the
+        router's own 404 page knows nobody)."""
+
+        async def missing(visit: Visit) -> Response:
+            raise NotFound("there is no page at this address")
+
+        return self._serve(missing, public=True)
+
     def _serve(self, handler: PageHandler, *, public: bool) -> Handler:
         """The steps every page shares: CSRF on POST, the visitor, the login redirect for
         pages that need a user, and the CSRF cookie for a browser that has none yet."""

@@ -74,7 +74,9 @@ class Site:
         self.chat_url = chat_url
         sessions = Sessions(services, secure_cookies=secure_cookies)
         self._router = Router()
-        Pages(services, sessions, chat_url=chat_url).mount(self._router)
+        pages = Pages(services, sessions, chat_url=chat_url)
+        pages.mount(self._router)
+        self._not_found = pages.not_found()
         RoomPages(services, sessions, chat_url=chat_url).mount(self._router)
         Api(services, sessions, chat_url=chat_url).mount(self._router)
         self._router.add("GET", "/static/{path:path}", StaticFiles(STATIC_ROOT))
@@ -101,6 +103,12 @@ class Site:
             raise http_error from error
         except HTTPError as error:
             status = error.status
+            if (status == 404 and request.method in ("GET", "HEAD")
+                    and not errors.is_api(request)):
+                # No route: a page still, keeping the signed-in menu.
+                response = await self._not_found(request)
+                status = response.status
+                return response
             raise
         finally:
             elapsed = time.perf_counter() - started

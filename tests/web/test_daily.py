@@ -27,6 +27,15 @@ async def test_error_pages_keep_the_menu_and_a_way_back(web: WebWorld) -> None:
             missing = await bob.get("/classrooms/999999")
             assert missing.status_code == 404
             assert 'action="/logout"' in missing.text and "Back to the class" not in missing.text
+            # An address no route knows: still a page with the visitor's menu.
+            nowhere = await bob.get("/no/such/page")
+            assert nowhere.status_code == 404
+            assert "Bob S" in nowhere.text and 'action="/logout"' in nowhere.text
+            assert "There is nothing here" in nowhere.text
+            async with web.api() as api:  # the API's answer stays JSON
+                answer = await api.get("/no/such/route")
+                assert answer.status_code == 404
+                assert answer.json()["error"]["code"] == "not_found"
             cards = (await ada.get("/classrooms")).text
             assert "created <time" in cards and "joined <time" not in cards
             assert "joined <time" in (await bob.get("/classrooms")).text
