@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
@@ -13,13 +14,14 @@ from typing import Final
 import attrs
 import trio
 
-from storage import StorageError
+from storage import SCHEMA_VERSION, StorageError
 
 from .config import DEFAULT_CHAT, DEFAULT_DB, DEFAULT_HTTP, Config, parse_address, parse_cap
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classroom", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP and chat servers")
@@ -88,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     share.add_argument("--chat", metavar="URL", dest="chat_url",
                        help="the chat server's WebSocket URL (default: as for chat)")
     return parser
+
+
+def _version() -> str:
+    """The installed package's version and the schema it writes (what an upgrade moves)."""
+    try:
+        installed = importlib.metadata.version("classroom")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        installed = "(not installed)"
+    return f"classroom {installed}, database schema {SCHEMA_VERSION}"
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:

@@ -38,6 +38,13 @@ async def test_init_db_on_an_unreachable_server_fails_clearly(tmp_path: Path) ->
     assert b"cannot" in done.stderr.lower()
 
 
+async def test_version_names_the_package_and_the_schema() -> None:
+    done = await classroom("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().startswith("classroom ")
+    assert f"database schema {SCHEMA_VERSION}" in done.stdout.decode()
+
+
 async def test_bad_arguments_are_refused_with_a_message(tmp_path: Path) -> None:
     for args, words in ((["serve", "--no-http", "--no-chat"], b"nothing to run"),
                         (["serve", "--http", "nowhere"], b"HOST:PORT"),
