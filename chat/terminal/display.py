@@ -137,13 +137,19 @@ class Roster:
         text = rest[best[0][0]:].strip()
         return member, text
 
-    def lines(self, me: int | None) -> list[str]:
+    def counts(self, *, whole_class: bool) -> str:
+        """"N members, M online" for the instructor, whose list is the whole class; "M
+        online" for a student, who is shown who is online, not the class."""
+        online = f"{self.online()} online"
+        return f"{len(self.by_id)} members, {online}" if whole_class else online
+
+    def lines(self, me: int | None, *, whole_class: bool = True) -> list[str]:
         order = sorted(self.by_id.values(),
                        key=lambda m: (m.role != "instructor", not m.online,
                                       m.display_name.casefold()))
         listed = sum(m.online for m in order)
         more = f" ({listed} listed)" if listed < self.online() else ""
-        out = [f"{len(order)} members, {self.online()} online{more}:"]
+        out = [f"{self.counts(whole_class=whole_class)}{more}:"]
         for m in order:
             dot = "●" if m.online else "○"
             you = " (you)" if m.id == me else ""

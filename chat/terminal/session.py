@@ -325,8 +325,8 @@ class ChatSession:
             self._say("* reconnected")
             return
         label = _room_label(self.room) if self.room else f"room {self.room_id}"
-        self._say(f"* joined the {label} as {self.role}; {len(self.roster.by_id)} members,"
-                  f" {self.roster.online()} online. /help lists the commands.")
+        counts = self.roster.counts(whole_class=self.role == "instructor")
+        self._say(f"* joined the {label} as {self.role}; {counts}. /help lists the commands.")
         if self.room and self.room.get("open") is False:
             self._say("* this room has ended: its history is read-only")
 
@@ -387,7 +387,7 @@ class ChatSession:
             if not self.ever_joined:
                 self._say("! not in the room yet")
             else:
-                self._say(*self.roster.lines(self.me))
+                self._say(*self.roster.lines(self.me, whole_class=self.role == "instructor"))
         elif kind == "say":
             self._send("message", {"text": arg}, arg)
         elif kind == "mentor":

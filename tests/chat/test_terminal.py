@@ -170,12 +170,15 @@ def test_quit_help_who_and_end_of_input() -> None:
     assert session.take_output() == []  # no change, no line
     session.line("/who")
     assert session.take_output() == [
-        "3 members, 3 online:",
+        "3 online:",  # a student is shown who is online, not the class's members
         "  ● Grace Hopper @grace  instructor",
         "  ● Ann Lee @ann (you)  student",
         "  ● Bob @bob  student"]
     session.line("/quit")
     assert session.exit_code == 0
+    teacher = joined_session(TEACHER)  # the instructor's list is the whole class
+    teacher.line("/who")
+    assert teacher.take_output()[0] == "3 members, 2 online:"
     other = joined_session()
     other.end_of_input()
     assert other.exit_code == 0
@@ -192,12 +195,12 @@ def test_who_in_a_big_room_counts_everyone_online_and_lists_the_names_it_has() -
         "room": {"id": ROOM, "kind": "live", "topic": "", "open": True, "last_seq": 0},
         "you": {k: ANN[k] for k in ("id", "username", "display_name", "role")},
         "members": [TEACHER, ANN, BOB], "online_count": 40}, ref=join["ref"]))
-    assert session.take_output()[0].endswith("3 members, 40 online. /help lists the commands.")
+    assert session.take_output()[0].endswith("; 40 online. /help lists the commands.")
     gone = {"user_id": 9, "name": "Zed", "online": False}
     session.receive(frame("presence", {"room_id": ROOM, "changes": [gone], "online_count": 39}))
     assert session.take_output() == ["* Zed is offline"]
     session.line("/who")
-    assert session.take_output()[0] == "3 members, 39 online (2 listed):"
+    assert session.take_output()[0] == "39 online (2 listed):"
 
 
 # -- events -> lines ----------------------------------------------------------------------
