@@ -1,6 +1,7 @@
-"""Students who are no longer members of a class leave its live rooms here: removed by the
-instructor, or left it themselves. Their connections stay joined otherwise, receiving the
-room's events, until they send one (whose check refuses it).
+"""Students who are no longer members of a class leave its live rooms here, and hear no more
+of its sessions starting (`class/watch`): removed by the instructor, or left it themselves.
+Their connections stayed joined otherwise, receiving the room's events, until they sent one
+(whose check refuses it).
 
 Every change to a class (a member removed or leaving, but also a post) drops what the
 process's cache keeps of it, on every process within the cache's STALE_AFTER (2 s); that
@@ -59,8 +60,12 @@ class MembershipWatch:
         for live in self._hub.hosted():
             if None in due or live.room.classroom_id in due:
                 rooms[live.room.classroom_id].append(live)
-        for classroom_id, lives in rooms.items():
-            if not any(uid != live.instructor_id for live in lives for uid in live.by_user):
+        watch = self._hub.watch
+        watched = {c for c in watch.watched() if None in due or c in due}
+        for classroom_id in rooms.keys() | watched:
+            lives = rooms.get(classroom_id, [])
+            if classroom_id not in watched and not any(
+                    uid != live.instructor_id for live in lives for uid in live.by_user):
                 continue  # nobody but the instructor here: nothing to ask
             try:
                 members = await self._classes.member_ids(classroom_id)
@@ -68,6 +73,7 @@ class MembershipWatch:
                 log.warning("class %s: membership check skipped: %s", classroom_id,
                             exc.message)
                 continue
+            watch.keep_members(classroom_id, members)
             for live in lives:
                 for user_id in [uid for uid in live.by_user if uid not in members]:
                     await self._hub.remove(live, user_id, ban=False, message=NOT_A_MEMBER)

@@ -60,6 +60,23 @@ class ClassWatch:
                     del self._by_class[classroom_id]
                     self._known.pop(classroom_id, None)
 
+    def watched(self) -> list[int]:
+        """The classes someone here watches."""
+        return list(self._by_class)
+
+    def keep_members(self, classroom_id: int, members: set[int]) -> None:
+        """Stop telling the class's news to connections of users no longer in it."""
+        for client in [c for c in self._by_class.get(classroom_id, ()) if c.user.id not in
+                       members]:
+            watched = self._by_client.get(client)
+            if watched is not None:
+                watched.discard(classroom_id)
+            clients = self._by_class[classroom_id]
+            clients.discard(client)
+            if not clients:
+                del self._by_class[classroom_id]
+                self._known.pop(classroom_id, None)
+
     def changed(self, room: Room) -> None:
         if room.kind == LIVE and room.classroom_id in self._by_class:
             self._announce(room.classroom_id, room if room.is_open else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import trio
 
+from chat.membership import CHECK_GAP
 from tests.chat.harness import chat_world
 
 
@@ -59,3 +60,26 @@ async def test_a_removed_student_cannot_write_in_a_room_joined_before(db_url: st
                 await a.sync()  # everything queued for her before this has been read
                 assert "after" not in a.texts()  # she left the room too
                 assert await a.refused("room/join", {"room_id": rid}) == "not_found"
+
+
+async def test_a_student_removed_from_the_class_hears_no_more_of_its_sessions(
+        db_url: str) -> None:
+    with trio.fail_after(20):
+        async with chat_world(db_url) as world:
+            teacher = await world.person("teacher")
+            ann = await world.person("ann")
+            bob = await world.person("bob")
+            classroom = await world.classroom(teacher, ann, bob)
+            async with world.connect(ann) as a, world.connect(bob) as b:
+                for peer in (a, b):
+                    await peer.request("class/watch", {"classroom_id": classroom.id},
+                                       answer="class/live")
+                await world.services.classes.remove_student(teacher.user, classroom.id,
+                                                            ann.id)
+                # The membership check runs on the class's change, CHECK_GAP after the last.
+                await trio.sleep(2 * CHECK_GAP)
+                room = await world.live_room(teacher, classroom)
+                started = await b.next("class/live")
+                assert started["data"]["room"]["id"] == room.id
+                await a.sync()
+                assert not a.seen("class/live")[1:]  # only the answer to her watch
