@@ -41,6 +41,7 @@ class MembershipWatch:
         # Classes to check (None: every class hosted here), and the wake-up for them.
         self._due: set[int | None] = set()
         self._wake = trio.Event()
+        self._failing = False
         self._classes.on_members_may_have_changed(self.check_soon)
 
     def check_soon(self, classroom_id: int | None) -> None:
@@ -70,9 +71,12 @@ class MembershipWatch:
             try:
                 members = await self._classes.member_ids(classroom_id)
             except ClassroomError as exc:
-                log.warning("class %s: membership check skipped: %s", classroom_id,
-                            exc.message)
+                # (A database outage asks for a check at every poll of the cache: said once.)
+                if not self._failing:
+                    log.warning("membership checks skipped: %s", exc.message)
+                self._failing = True
                 continue
+            self._failing = False
             watch.keep_members(classroom_id, members)
             for live in lives:
                 for user_id in [uid for uid in live.by_user if uid not in members]:
