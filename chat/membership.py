@@ -68,6 +68,10 @@ class MembershipWatch:
             if classroom_id not in watched and not any(
                     uid != live.instructor_id for live in lives for uid in live.by_user):
                 continue  # nobody but the instructor here: nothing to ask
+            # Who is here before the query: one who joins the class and then the room while
+            # it runs is missing from its answer, and must not be taken for gone.
+            present = {(live.id, uid) for live in lives for uid in live.by_user}
+            watchers = watch.watchers(classroom_id)
             try:
                 members = await self._classes.member_ids(classroom_id)
             except ClassroomError as exc:
@@ -77,7 +81,8 @@ class MembershipWatch:
                 self._failing = True
                 continue
             self._failing = False
-            watch.keep_members(classroom_id, members)
+            watch.stop(classroom_id, [c for c in watchers if c.user.id not in members])
             for live in lives:
-                for user_id in [uid for uid in live.by_user if uid not in members]:
+                for user_id in [uid for uid in live.by_user
+                                if uid not in members and (live.id, uid) in present]:
                     await self._hub.remove(live, user_id, ban=False, message=NOT_A_MEMBER)

@@ -64,16 +64,20 @@ class ClassWatch:
         """The classes someone here watches."""
         return list(self._by_class)
 
-    def keep_members(self, classroom_id: int, members: set[int]) -> None:
-        """Stop telling the class's news to connections of users no longer in it."""
-        for client in [c for c in self._by_class.get(classroom_id, ()) if c.user.id not in
-                       members]:
+    def watchers(self, classroom_id: int) -> list[Client]:
+        return list(self._by_class.get(classroom_id, ()))
+
+    def stop(self, classroom_id: int, clients: list[Client]) -> None:
+        """Stop telling these connections the class's news (their users left it)."""
+        for client in clients:
             watched = self._by_client.get(client)
             if watched is not None:
                 watched.discard(classroom_id)
-            clients = self._by_class[classroom_id]
-            clients.discard(client)
-            if not clients:
+            watching = self._by_class.get(classroom_id)
+            if watching is None:
+                return
+            watching.discard(client)
+            if not watching:
                 del self._by_class[classroom_id]
                 self._known.pop(classroom_id, None)
 

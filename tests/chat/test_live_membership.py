@@ -4,10 +4,11 @@ without sending anything; the others stay."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from chat.membership import NOT_A_MEMBER
-from tests.chat.harness import Peer, chat_servers
+from tests.chat.harness import Peer, chat_servers, chat_world
 
 
 async def taken_out(peer: Peer, room_id: int) -> None:
@@ -45,3 +46,36 @@ async def test_a_removed_or_leaving_student_leaves_the_rooms_on_every_server(
                 # Coming back needs the class.
                 assert await a.refused("room/join", {"room_id": room_id}) == "not_found"
             logs.cancel_scope.cancel()
+
+
+async def test_who_joins_the_class_and_the_room_during_a_check_stays(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check's list of members is read before it acts: a student who joins the class and
+    then the room in between is not in it, and must not be taken for one who left."""
+    with trio.fail_after(20):
+        async with chat_world(db_url) as world:
+            lesson = await world.live_class("teacher", "ann")
+            teacher, ann = lesson.people
+            zed = await world.person("zed")
+            room_id = lesson.room.id
+            classes = world.services.classes
+            asked, release = trio.Event(), trio.Event()
+            read_members = classes.member_ids
+
+            async def slow_member_ids(classroom_id: int) -> set[int]:
+                members = await read_members(classroom_id)  # before zed joins
+                asked.set()
+                await release.wait()
+                return members
+
+            monkeypatch.setattr(classes, "member_ids", slow_member_ids)
+            async with world.joined(room_id, teacher, ann) as (t, a):
+                await classes.remove_student(teacher.user, lesson.classroom.id, ann.id)
+                await asked.wait()
+                await classes.join(zed.user, lesson.classroom.join_code)
+                async with world.joined(room_id, zed) as (z,):
+                    release.set()
+                    await taken_out(a, room_id)
+                    await t.say(room_id, "welcome")
+                    await z.next("message")
+                    assert not z.seen("room/kill")
