@@ -5,14 +5,20 @@
   a cookie, so a script's identity never depends on what cookies a jar happens to hold.
 - Forms use double-submit CSRF: a random `classroom_csrf` cookie that every state-changing
   form repeats in a hidden `csrf` field. Another site can make a browser send our cookie but
-  cannot read it, so it cannot fill the field. The JSON API needs no token: it only accepts
-  `application/json` bodies, which a cross-site form cannot send.
+  cannot read it, so it cannot fill the field. Signed in, the field is not the cookie but an
+  HMAC of the session token keyed with it (`form_token`): a site that can set cookies for
+  ours (a sibling subdomain, plain http) and so knows the CSRF cookie still lacks the session
+  token, which is HttpOnly (signed out, as on the login form, there is none to bind to). The
+  JSON API needs no token: it only accepts `application/json`
+  bodies, which a cross-site form cannot send.
 - `next` after login is honoured only as a path on this site, never `//host` or a URL.
 """
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import hashlib
 import hmac
 import re
 import secrets
@@ -88,11 +94,25 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def form_token(csrf: str, cookies: Mapping[str, str]) -> str:
+    """What a form's `csrf` field carries for the CSRF cookie `csrf`: the cookie itself while
+    no session cookie is set, else an HMAC of the session token keyed with it (43 characters
+    either way)."""
+    session = cookies.get(SESSION_COOKIE)
+    if not session:
+        return csrf
+    digest = hmac.new(csrf.encode(), session.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 def check_csrf(request: Request, form: Mapping[str, str]) -> None:
-    """HTTPError(403) unless the form's `csrf` field equals the CSRF cookie."""
-    expected = csrf_cookie(request)
+    """HTTPError(403) unless the form's `csrf` field is the `form_token` of the request's
+    CSRF and session cookies."""
+    cookies = request.cookies
+    cookie = csrf_cookie(request, cookies)
     given = form.get(CSRF_FIELD, "")
-    if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+    if cookie is None or not hmac.compare_digest(given.encode(),
+                                                 form_token(cookie, cookies).encode()):
         raise HTTPError(403, FORM_EXPIRED)
 
 

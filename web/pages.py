@@ -36,6 +36,7 @@ from .auth import (
     Visitor,
     check_csrf,
     csrf_cookie,
+    form_token,
     login_redirect,
     new_csrf_token,
     safe_next,
@@ -130,7 +131,7 @@ class PageGroup:
             existing = csrf_cookie(request, cookies)
             csrf = existing or new_csrf_token()
             visitor = await self._sessions.visitor(request, cookies)
-            visit = Visit(request, visitor, csrf, form)
+            visit = Visit(request, visitor, form_token(csrf, cookies), form)
             if visitor.user is None and not public:
                 response = login_redirect(request)
             else:

@@ -13,6 +13,7 @@ from classroom.accounts import (
 )
 from classroom.errors import Throttled, Unauthenticated
 from tests.web.harness import PASSWORD, WebWorld, form_csrf, join_code, running_site
+from web.auth import form_token
 from web.render import sentence
 
 SCRIPT = "<script>alert(1)</script>"
@@ -295,7 +296,10 @@ async def test_head_on_signed_in_pages(web: WebWorld) -> None:
                 head = await browser.client.head(path)
                 assert head.status_code == 200 and head.content == b"", path
             page = await browser.get("/classrooms")
-            assert form_csrf(page.text) == browser.client.cookies["classroom_csrf"]
+            # Signed in, a form's token is bound to the session (web/auth.py), not the cookie.
+            cookies = dict(browser.client.cookies.items())
+            assert form_csrf(page.text) == form_token(cookies["classroom_csrf"], cookies)
+            assert form_csrf(page.text) != cookies["classroom_csrf"]
 
 
 async def test_sign_ups_are_throttled_per_address(web: WebWorld) -> None:
