@@ -14,6 +14,7 @@ from markupsafe import escape
 
 from tests.web.harness import PASSWORD, Browser, WebWorld, form_csrf, join_code
 from web import pages as page_handlers
+from web.auth import form_token
 from web.render import SlottedPage, render, slot
 
 _CSRF_VALUES = re.compile(r'name="csrf" value="([^"]*)"')
@@ -23,9 +24,10 @@ NAMES = {"ada": "Ada Teacher", "bob": "Bob Writer", "cat": 'Cat "<&>" Reader',
 
 
 def own_bits_only(html: str, browser: Browser, who: str) -> None:
-    """Every form of the page carries this browser's CSRF cookie, and the header names this
-    user and nobody else."""
-    assert set(_CSRF_VALUES.findall(html)) == {browser.client.cookies["classroom_csrf"]}
+    """Every form of the page carries this browser's CSRF token (its cookie bound to its
+    session), and the header names this user and nobody else."""
+    cookies = dict(browser.client.cookies.items())
+    assert set(_CSRF_VALUES.findall(html)) == {form_token(cookies["classroom_csrf"], cookies)}
     topbar = _TOPBAR.search(html)
     assert topbar is not None
     assert f'<span class="who-name">{escape(NAMES[who])}</span>' in topbar.group(0)
