@@ -198,8 +198,7 @@ class Accounts:
         if not ok or found is None:
             await self._storage.record_login_failure(keys, self._now())
             raise Unauthenticated(LOGIN_FAILED)
-        await self._storage.clear_login_failures(keys[0])
-        await self._storage.clear_login_failures(keys[1])
+        await self._storage.clear_login_failures(keys[:2])  # the account's, not the address's
         return await self._start_session(found[0])
 
     async def _start_session(self, user: User) -> SignedIn:

@@ -412,8 +412,9 @@ class Storage:
             (key, since))
         return int(row[0]) if row else 0
 
-    async def clear_login_failures(self, key: str) -> None:
-        await self.db.execute("DELETE FROM login_failures WHERE throttle_key = %s", (key,))
+    async def clear_login_failures(self, keys: Sequence[str]) -> None:
+        await self.db.execute(
+            f"DELETE FROM login_failures WHERE throttle_key IN ({_in_list(keys)})", tuple(keys))
 
     # -- classes and membership ----------------------------------------------------------
 
