@@ -185,7 +185,7 @@ def _files(data: Data) -> dict[str, Any]:
             raise Invalid("each file must be an object {filename, status, content}")
         name = limits.file_name(_text(item, "filename", MAX_FILENAME), MAX_FILENAME)
         parts = name.replace("\\", "/").split("/")
-        if name.startswith("/") or ".." in parts or "\x00" in name:
+        if name.startswith("/") or ".." in parts:  # (NUL and other controls: file_name)
             raise Invalid(f"bad filename {name[:60]!r}: relative paths only")
         status = item.get("status", "changed")
         if not isinstance(status, str) or status.lower() not in FILE_STATUSES:

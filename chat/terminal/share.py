@@ -18,7 +18,6 @@ import fnmatch
 import json
 import os
 import sys
-import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +32,9 @@ from trio_websocket import (
     WebSocketConnection,
     open_websocket_url,
 )
+
+from classroom import limits
+from classroom.errors import Invalid
 
 from .connection import (
     CLOSE_TIMEOUT,
@@ -51,9 +53,6 @@ from .session import Backoff, _frame
 MAX_FILES: Final = 50
 MAX_BYTES: Final = 512 * 1024
 MAX_NAME: Final = 255
-# Unicode categories a file name may not use: controls, format (bidi, zero width) and the
-# rest that shows as nothing.
-_INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 # Never shared, whatever the room says: tools' own folders.
 ALWAYS_SKIPPED: Final = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules",
                                    ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
@@ -95,11 +94,13 @@ class Scan:
 
 
 def _readable_name(name: str) -> bool:
-    """No control, bidi or zero-width character: the server refuses a share naming one
-    (the protocol's rule; a name could otherwise pass for another on the instructor's
-    screen)."""
-    return not any(unicodedata.category(char) in _INVISIBLE and char != "\u200d"
-                   for char in name)
+    """Whether the server takes it as a shared file's name (it refuses the whole share
+    otherwise)."""
+    try:
+        limits.file_name(name, MAX_NAME)
+    except Invalid:
+        return False
+    return True
 
 
 def scan(root: Path, rules: IgnoreRules) -> Scan:
