@@ -53,12 +53,15 @@ class ClassWatch:
 
     def forget(self, client: Client) -> None:
         for classroom_id in self._by_client.pop(client, set()):
-            clients = self._by_class.get(classroom_id)
-            if clients is not None:
-                clients.discard(client)
-                if not clients:
-                    del self._by_class[classroom_id]
-                    self._known.pop(classroom_id, None)
+            self._unwatch(classroom_id, client)
+
+    def _unwatch(self, classroom_id: int, client: Client) -> None:
+        clients = self._by_class.get(classroom_id)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self._by_class[classroom_id]
+                self._known.pop(classroom_id, None)
 
     def watched(self) -> list[int]:
         """The classes someone here watches."""
@@ -70,16 +73,8 @@ class ClassWatch:
     def stop(self, classroom_id: int, clients: list[Client]) -> None:
         """Stop telling these connections the class's news (their users left it)."""
         for client in clients:
-            watched = self._by_client.get(client)
-            if watched is not None:
-                watched.discard(classroom_id)
-            watching = self._by_class.get(classroom_id)
-            if watching is None:
-                return
-            watching.discard(client)
-            if not watching:
-                del self._by_class[classroom_id]
-                self._known.pop(classroom_id, None)
+            self._by_client.get(client, set()).discard(classroom_id)
+            self._unwatch(classroom_id, client)
 
     def changed(self, room: Room) -> None:
         if room.kind == LIVE and room.classroom_id in self._by_class:
