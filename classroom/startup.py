@@ -102,13 +102,14 @@ class CannotListen(Exception):
     """A listener's address could not be bound (in use, not this host's, not allowed)."""
 
 
-def _first(group: BaseExceptionGroup[Any], kind: type[E]) -> E | None:
-    """The first exception of `kind` in `group`, however deep."""
-    for inner in group.exceptions:
-        if isinstance(inner, kind):
-            return inner
-        if isinstance(inner, BaseExceptionGroup) and (found := _first(inner, kind)):
-            return found
+def _first(exc: BaseException, kind: type[E]) -> E | None:
+    """`exc` if it is of `kind`, else the first of `kind` in it as a group, however deep."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _first(inner, kind)) is not None:
+                return found
     return None
 
 
@@ -118,9 +119,7 @@ async def _listening(start: Awaitable[T], what: str, option: str, host: str, por
     try:
         return await start
     except BaseException as exc:
-        failed = exc if isinstance(exc, OSError) else (
-            _first(exc, OSError) if isinstance(exc, BaseExceptionGroup) else None)
-        if failed is None:
+        if (failed := _first(exc, OSError)) is None:
             raise
         raise cannot_listen(failed, what, option, host, port) from exc
 
