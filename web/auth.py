@@ -9,8 +9,8 @@
   HMAC of the session token keyed with it (`form_token`): a site that can set cookies for
   ours (a sibling subdomain, plain http) and so knows the CSRF cookie still lacks the session
   token, which is HttpOnly (signed out, as on the login form, there is none to bind to). The
-  JSON API needs no token: it only accepts `application/json`
-  bodies, which a cross-site form cannot send.
+  JSON API needs no token: it only accepts `application/json` bodies, which a cross-site
+  form cannot send.
 - `next` after login is honoured only as a path on this site, never `//host` or a URL.
 """
 
